@@ -1,0 +1,5 @@
+import sys
+
+from include.etlkit.control.cli import main
+
+sys.exit(main())

@@ -1,0 +1,207 @@
+"""The control tables ``etl.audit`` and ``etl.task_log``, behind one class.
+
+Every reader and writer of the control plane (the audit gate, the task-log listener, the CLI and the
+UI) goes through :class:`ControlStore`, so the SQL for each table exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from include.etlkit.paths import sql_file
+
+CONTROL_CONN_ID = "etl_control"
+
+
+class ControlPlaneUnavailable(RuntimeError):
+    """The control database cannot be reached; tasks must not run ungated."""
+
+
+@dataclass(frozen=True)
+class AuditDecision:
+    """Whether a task may run, and if not, why (the reason lands in its task-log row)."""
+
+    allowed: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskTry:
+    """The identity of one try of one task instance: the key of its ``etl.task_log`` row."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int
+    try_number: int
+
+
+class ControlStore:
+    """Reads and writes the control tables through the ``etl_control`` Airflow connection."""
+
+    def __init__(self, conn_id: str = CONTROL_CONN_ID) -> None:
+        self.conn_id = conn_id
+
+    def _hook(self):
+        # Imported here: this module is also imported by the listener plugin in processes
+        # (API server, scheduler) that never touch the control tables.
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=self.conn_id)
+
+    def _run(self, sql: str, parameters: Sequence[Any] | None = None, *, fetch: bool = False):
+        try:
+            conn = self._hook().get_conn()
+        except Exception as exc:
+            raise ControlPlaneUnavailable(
+                f"cannot reach the control database (Airflow connection {self.conn_id!r}): {exc}"
+            ) from exc
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, parameters)
+                rows = cur.fetchall() if fetch else None
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    # -- schema -----------------------------------------------------------------------------------
+
+    def ensure_tables(self) -> None:
+        """Apply the control-plane DDL (idempotent)."""
+        self._run(sql_file("postgres", "control", "etl.sql").read_text())
+
+    # -- etl.audit --------------------------------------------------------------------------------
+
+    def decide(self, dag_id: str, task_id: str) -> AuditDecision:
+        rows = self._run(
+            "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s",
+            (dag_id, task_id),
+            fetch=True,
+        )
+        if not rows:
+            return AuditDecision(
+                False,
+                f"etl.audit: {dag_id}.{task_id} is not registered "
+                "(register it with `python -m include.etlkit.control sync`)",
+            )
+        enabled, reason = rows[0]
+        if not enabled:
+            why = f": {reason}" if reason else ""
+            return AuditDecision(False, f"etl.audit: {dag_id}.{task_id} is disabled{why}")
+        return AuditDecision(True)
+
+    def register(self, tasks: Iterable[tuple[str, str]], *, enabled: bool = True) -> int:
+        """Add audit rows for tasks that have none; existing rows (and their switches) are kept."""
+        pairs = sorted(set(tasks))
+        if not pairs:
+            return 0
+        rows = self._run(
+            "INSERT INTO etl.audit (dag_id, task_id, enabled) "
+            "SELECT d, t, %s FROM unnest(%s::text[], %s::text[]) AS x(d, t) "
+            "ON CONFLICT (dag_id, task_id) DO NOTHING RETURNING 1",
+            (enabled, [d for d, _ in pairs], [t for _, t in pairs]),
+            fetch=True,
+        )
+        return len(rows or [])
+
+    def set_enabled(self, dag_id: str, task_id: str | None, enabled: bool, reason: str | None = None) -> int:
+        """Switch one task (or every task of a DAG when ``task_id`` is None); returns rows changed."""
+        rows = self._run(
+            "UPDATE etl.audit SET enabled = %s, reason = %s, updated_at = now(), updated_by = current_user "
+            "WHERE dag_id = %s AND (%s::text IS NULL OR task_id = %s) RETURNING 1",
+            (enabled, reason, dag_id, task_id, task_id),
+            fetch=True,
+        )
+        return len(rows or [])
+
+    def audit_rows(self, dag_id: str | None = None) -> list[tuple]:
+        return self._run(
+            "SELECT dag_id, task_id, enabled, reason, updated_at, updated_by FROM etl.audit "
+            "WHERE %s::text IS NULL OR dag_id = %s ORDER BY dag_id, task_id",
+            (dag_id, dag_id),
+            fetch=True,
+        )
+
+    # -- etl.task_log -----------------------------------------------------------------------------
+
+    def log_started(
+        self,
+        key: TaskTry,
+        *,
+        started_at: datetime,
+        operator: str | None,
+        hostname: str | None,
+        logical_date: datetime | None,
+        data_interval: tuple[datetime | None, datetime | None],
+    ) -> None:
+        """Open the try's row; a try resumed after deferral keeps its first start time."""
+        self._run(
+            "INSERT INTO etl.task_log (dag_id, task_id, run_id, map_index, try_number, status, operator, "
+            "started_at, hostname, logical_date, data_interval_start, data_interval_end) "
+            "VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) "
+            "DO UPDATE SET status = 'running', ended_at = NULL, error = NULL",
+            (
+                key.dag_id,
+                key.task_id,
+                key.run_id,
+                key.map_index,
+                key.try_number,
+                operator,
+                started_at,
+                hostname,
+                logical_date,
+                *data_interval,
+            ),
+        )
+
+    def log_finished(
+        self,
+        key: TaskTry,
+        *,
+        status: str,
+        ended_at: datetime,
+        started_at: datetime,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        rows_rejected: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Close the try's row (creating it if the start was never logged)."""
+        self._run(
+            "INSERT INTO etl.task_log AS l (dag_id, task_id, run_id, map_index, try_number, status, "
+            "started_at, ended_at, rows_in, rows_out, rows_rejected, error) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) DO UPDATE SET "
+            "status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, "
+            "rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, "
+            "rows_rejected = EXCLUDED.rows_rejected, error = EXCLUDED.error, "
+            "duration_seconds = round(extract(epoch FROM EXCLUDED.ended_at - l.started_at)::numeric, 3)",
+            (
+                key.dag_id,
+                key.task_id,
+                key.run_id,
+                key.map_index,
+                key.try_number,
+                status,
+                started_at,
+                ended_at,
+                rows_in,
+                rows_out,
+                rows_rejected,
+                error,
+            ),
+        )
+
+    def recent_log(self, *, dag_id: str | None = None, limit: int = 20) -> list[tuple]:
+        return self._run(
+            "SELECT dag_id, task_id, run_id, try_number, status, rows_in, rows_out, rows_rejected, "
+            "started_at, ended_at, duration_seconds, error FROM etl.task_log "
+            "WHERE %s::text IS NULL OR dag_id = %s ORDER BY started_at DESC, log_id DESC LIMIT %s",
+            (dag_id, dag_id, limit),
+            fetch=True,
+        )

@@ -1,0 +1,135 @@
+"""The control plane against the real PostgreSQL: gating by etl.audit and one task_log row per try."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.etlkit.control.store import ControlStore
+from tests.conftest import FIXTURE_DAGS, load_dag
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "control_plane_probe"
+
+
+def _reset(store: ControlStore) -> None:
+    store._run("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
+    store._run("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
+
+
+def _log_rows(store: ControlStore, run_id: str) -> dict[str, list[dict]]:
+    rows = store._run(
+        "SELECT task_id, try_number, status, operator, rows_in, rows_out, rows_rejected, "
+        "started_at, ended_at, duration_seconds, error FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
+        (DAG_ID, run_id),
+        fetch=True,
+    )
+    names = ["task_id", "try_number", "status", "operator", "rows_in", "rows_out", "rows_rejected",
+             "started_at", "ended_at", "duration_seconds", "error"]
+    by_task: dict[str, list[dict]] = {}
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        by_task.setdefault(record["task_id"], []).append(record)
+    return by_task
+
+
+@pytest.fixture
+def probe(airflow_db, control_plane):
+    _reset(control_plane)
+    yield load_dag(DAG_ID, FIXTURE_DAGS)
+    _reset(control_plane)
+
+
+def test_every_task_try_writes_one_log_row_with_status_rows_and_error(probe, control_plane):
+    control_plane.register([(DAG_ID, t) for t in probe.task_ids])
+    control_plane.set_enabled(DAG_ID, "disabled_step", False, reason="switched off by the test")
+
+    run = probe.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {
+        "count_rows": "success",
+        "sql_probe": "success",
+        "always_fails": "failed",
+        "disabled_step": "skipped",
+    }
+    rows = _log_rows(control_plane, run.run_id)
+    assert {task: len(tries) for task, tries in rows.items()} == dict.fromkeys(states, 1)
+
+    counted = rows["count_rows"][0]
+    assert counted["status"] == "success"
+    assert (counted["rows_in"], counted["rows_out"], counted["rows_rejected"]) == (10, 8, 2)
+    assert counted["ended_at"] >= counted["started_at"]
+    assert counted["duration_seconds"] is not None
+
+    provider = rows["sql_probe"][0]
+    assert provider["status"] == "success"
+    assert provider["operator"] == "SQLExecuteQueryOperator"
+
+    failed = rows["always_fails"][0]
+    assert failed["status"] == "failed"
+    assert "the probe failed on purpose" in failed["error"]
+
+    skipped = rows["disabled_step"][0]
+    assert skipped["status"] == "skipped"
+    assert "disabled" in skipped["error"] and "switched off by the test" in skipped["error"]
+
+
+def test_an_unregistered_task_is_skipped_and_its_log_row_says_why(probe, control_plane):
+    registered = [t for t in probe.task_ids if t != "count_rows"]
+    control_plane.register([(DAG_ID, t) for t in registered])
+
+    run = probe.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["count_rows"] == "skipped"
+    row = _log_rows(control_plane, run.run_id)["count_rows"][0]
+    assert row["status"] == "skipped"
+    assert "not registered" in row["error"]
+    assert row["rows_in"] is None  # the task did no work
+
+
+def test_tasks_fail_rather_than_run_ungated_when_the_control_database_is_unreachable(
+    probe, control_plane, monkeypatch
+):
+    control_plane.register([(DAG_ID, t) for t in probe.task_ids])
+    # Nothing listens on port 1: the gate cannot ask etl.audit.
+    monkeypatch.setenv("AIRFLOW_CONN_ETL_CONTROL", "postgres://postgres@127.0.0.1:1/warehouse_test")
+
+    run = probe.test()
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["count_rows"] == "failed"
+    assert states["disabled_step"] == "failed"  # it would raise AssertionError had it run ungated
+
+
+def test_the_gate_error_names_the_connection_and_refuses_to_run_ungated(monkeypatch):
+    from airflow.exceptions import AirflowException
+
+    from include.etlkit.control.gate import check_audit
+
+    monkeypatch.setenv("AIRFLOW_CONN_ETL_CONTROL", "postgres://postgres@127.0.0.1:1/warehouse_test")
+
+    class FakeTI:
+        dag_id, task_id = "any_dag", "any_task"
+        task = object()
+
+    with pytest.raises(AirflowException, match=r"(?s)etl_control.*refusing to run any_dag\.any_task ungated"):
+        check_audit({"ti": FakeTI(), "task": FakeTI.task})
+
+
+def test_register_keeps_existing_switches_and_enable_disable_round_trip(control_plane):
+    _reset(control_plane)
+    try:
+        assert control_plane.register([(DAG_ID, "a"), (DAG_ID, "b")]) == 2
+        assert control_plane.set_enabled(DAG_ID, "a", False, reason="maintenance") == 1
+        assert control_plane.register([(DAG_ID, "a"), (DAG_ID, "b"), (DAG_ID, "c")]) == 1
+        assert control_plane.decide(DAG_ID, "a").allowed is False
+        assert "maintenance" in control_plane.decide(DAG_ID, "a").reason
+        assert control_plane.decide(DAG_ID, "c").allowed is True
+        assert control_plane.set_enabled(DAG_ID, None, False) == 3
+        assert not any(control_plane.decide(DAG_ID, t).allowed for t in "abc")
+        assert control_plane.set_enabled(DAG_ID, None, True) == 3
+        assert all(control_plane.decide(DAG_ID, t).allowed for t in "abc")
+    finally:
+        _reset(control_plane)
