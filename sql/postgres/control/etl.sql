@@ -44,3 +44,70 @@ CREATE TABLE IF NOT EXISTS etl.task_log (
 
 CREATE INDEX IF NOT EXISTS task_log_started_at_idx ON etl.task_log (started_at DESC);
 CREATE INDEX IF NOT EXISTS task_log_status_idx ON etl.task_log (status) WHERE status <> 'success';
+
+-- ---------------------------------------------------------------------------------------------
+-- The pipeline ledger: what was landed and processed, and how far each incremental extract got.
+-- Downstream DAGs do "everything landed and not yet processed", so a manual run, a retry or a
+-- rerun does the right thing whatever Asset event woke it.
+-- ---------------------------------------------------------------------------------------------
+
+-- Where an incremental extract of one table got to, on the source's clock (timestamp without time
+-- zone). Moved forward only, and only in the transaction that records the objects landed for it.
+CREATE TABLE IF NOT EXISTS etl.extract_state (
+    source       text        NOT NULL,
+    table_name   text        NOT NULL,
+    landed_until timestamp   NOT NULL,
+    last_run_id  text        NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, table_name)
+);
+
+-- Every object in the ingestion bucket, and when a transform took it.
+CREATE TABLE IF NOT EXISTS etl.landed_object (
+    bucket           text        NOT NULL,
+    key              text        NOT NULL,
+    source           text        NOT NULL,
+    table_name       text        NOT NULL,
+    mode             text        NOT NULL CHECK (mode IN ('full', 'incremental', 'reconcile', 'file')),
+    rows             bigint      NOT NULL,
+    sha256           text        NOT NULL,
+    window_start     timestamp,
+    window_end       timestamp,
+    run_id           text        NOT NULL,
+    landed_at        timestamptz NOT NULL DEFAULT now(),
+    transformed_at   timestamptz,
+    transform_run_id text,
+    PRIMARY KEY (bucket, key)
+);
+CREATE INDEX IF NOT EXISTS landed_object_pending_idx
+    ON etl.landed_object (source, table_name, landed_at) WHERE transformed_at IS NULL;
+
+-- Every object in the processed bucket, and when a load took it.
+CREATE TABLE IF NOT EXISTS etl.processed_object (
+    bucket      text        NOT NULL,
+    key         text        NOT NULL,
+    source      text        NOT NULL,
+    table_name  text        NOT NULL,
+    rows        bigint      NOT NULL,
+    sha256      text        NOT NULL,
+    run_id      text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    loaded_at   timestamptz,
+    load_run_id text,
+    PRIMARY KEY (bucket, key)
+);
+CREATE INDEX IF NOT EXISTS processed_object_pending_idx
+    ON etl.processed_object (source, table_name, created_at) WHERE loaded_at IS NULL;
+
+-- The latest landed version of every source row (its hash as the source computes it): the daily
+-- reconciliation compares the source's current hashes with these to find rows that changed
+-- without moving last_updated.
+CREATE TABLE IF NOT EXISTS etl.row_version (
+    source       text      NOT NULL,
+    table_name   text      NOT NULL,
+    row_key      text      NOT NULL,
+    row_hash     text      NOT NULL,
+    last_updated timestamp,
+    landed_key   text      NOT NULL,
+    PRIMARY KEY (source, table_name, row_key)
+);
