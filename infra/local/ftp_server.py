@@ -1,13 +1,17 @@
 """A real local FTP server (pyftpdlib) for the FTP ingestion pipelines and their tests.
 
-``python -m infra.local.ftp_server --port N --root DIR`` serves one account,
+``python -m infra.local.ftp_server --port N --root DIR [--host ADDR]`` serves one account,
 ``settings.FTP_USER``/``settings.FTP_PASSWORD``, with full permissions on ``DIR`` (default
-``STATE_DIR/ftp``, created if missing), on 127.0.0.1 only.
+``STATE_DIR/ftp``, created if missing), on ``settings.BIND_HOST``: 127.0.0.1 unless
+``ETL_BIND_HOST`` says otherwise (docker-compose.yaml sets 0.0.0.0 so other containers connect).
 
 Passive mode uses a small fixed port range (default 30000-30009, ``--passive-ports`` or
 ``ETL_FTP_PASSIVE_PORTS``) rather than random ports: the listing of what the project opens stays
 predictable, and the range sits below Linux's ephemeral range (32768+) so outgoing connections never
-squat on it. Logs go to stdout, which the service manager sends to ``STATE_DIR/logs/ftp.log``.
+squat on it. A PASV reply advertises the address the client reached the control connection on
+(pyftpdlib's default without ``masquerade_address``), so binding 0.0.0.0 in a container still hands
+out the container's own address, which is right for clients on the same compose network. Logs go
+to stdout, which the service manager sends to ``STATE_DIR/logs/ftp.log``.
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ def parse_port_range(text: str) -> range:
     return range(first, last + 1)
 
 
-def build_server(port: int, root: Path, passive_ports: range) -> FTPServer:
-    """An FTP server bound to 127.0.0.1:``port`` with the single local account rooted at ``root``."""
+def build_server(port: int, root: Path, passive_ports: range, host: str = settings.BIND_HOST) -> FTPServer:
+    """An FTP server bound to ``host``:``port`` with the single local account rooted at ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     authorizer = DummyAuthorizer()
     authorizer.add_user(settings.FTP_USER, settings.FTP_PASSWORD, str(root), perm=FULL_PERMISSIONS)
@@ -60,12 +64,17 @@ def build_server(port: int, root: Path, passive_ports: range) -> FTPServer:
     LocalFTPHandler.banner = "etl local FTP server ready."
     # A failed login is answered after this delay; 3 s (the default) only slows tests down.
     LocalFTPHandler.auth_failed_timeout = 0.5
-    return FTPServer((settings.LOOPBACK, port), LocalFTPHandler)
+    return FTPServer((host, port), LocalFTPHandler)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=settings.FTP_PORT, help="control port on 127.0.0.1")
+    parser.add_argument(
+        "--host",
+        default=settings.BIND_HOST,
+        help="address to listen on (default: ETL_BIND_HOST or 127.0.0.1)",
+    )
+    parser.add_argument("--port", type=int, default=settings.FTP_PORT, help="control port")
     parser.add_argument("--root", type=Path, default=settings.STATE_DIR / "ftp", help="the user's home")
     parser.add_argument(
         "--passive-ports",
@@ -78,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    server = build_server(args.port, args.root.resolve(), args.passive_ports)
+    server = build_server(args.port, args.root.resolve(), args.passive_ports, host=args.host)
 
     def _stop(signum: int, frame: Any) -> None:
         # serve_forever() turns SystemExit into a clean shutdown that closes every socket.
@@ -86,7 +95,9 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     log.info(
-        "FTP root %s, user %r, passive ports %d-%d",
+        "FTP on %s:%d, root %s, user %r, passive ports %d-%d",
+        args.host,
+        args.port,
         args.root.resolve(),
         settings.FTP_USER,
         args.passive_ports.start,

@@ -1,6 +1,7 @@
 """A small local REST API of daily exchange rates, for exercising the HTTP client operator for real.
 
-``python -m infra.local.rates_api --port N`` serves, on 127.0.0.1 only:
+``python -m infra.local.rates_api --port N [--host ADDR]`` serves, on ``settings.BIND_HOST``
+(127.0.0.1 unless ``ETL_BIND_HOST`` says otherwise; docker-compose.yaml sets 0.0.0.0):
 
 * ``GET /health`` -> ``{"status": "ok"}`` (no auth), what the service manager polls;
 * ``GET /v1/rates?start_date=YYYY-MM-DD&end_date=YYYY-MM-DD`` paginated either with
@@ -374,9 +375,9 @@ class RatesHandler(BaseHTTPRequestHandler):
         return {"data": data, "links": {"next": next_url}}
 
 
-def serve(port: int) -> None:
-    """Serve on 127.0.0.1:``port`` until SIGTERM/SIGINT."""
-    server = ThreadingHTTPServer((settings.LOOPBACK, port), RatesHandler)
+def serve(port: int, host: str = settings.BIND_HOST) -> None:
+    """Serve on ``host``:``port`` until SIGTERM/SIGINT."""
+    server = ThreadingHTTPServer((host, port), RatesHandler)
     server.daemon_threads = True
 
     def _stop(signum: int, frame: Any) -> None:
@@ -384,7 +385,7 @@ def serve(port: int) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     all_rows()  # build the table before announcing readiness, so /health means "ready to serve"
-    print(f"rates API listening on http://{settings.LOOPBACK}:{port}", flush=True)
+    print(f"rates API listening on http://{host}:{port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -395,9 +396,14 @@ def serve(port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=settings.API_PORT, help="port on 127.0.0.1")
+    parser.add_argument(
+        "--host",
+        default=settings.BIND_HOST,
+        help="address to listen on (default: ETL_BIND_HOST or 127.0.0.1)",
+    )
+    parser.add_argument("--port", type=int, default=settings.API_PORT, help="port to listen on")
     args = parser.parse_args(argv)
-    serve(args.port)
+    serve(args.port, args.host)
 
 
 if __name__ == "__main__":

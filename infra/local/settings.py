@@ -28,6 +28,8 @@ STATE_DIR = Path(_env("ETL_STATE_DIR", str(PROJECT_ROOT / ".local")))
 AIRFLOW_HOME = Path(_env("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow")))
 
 LOOPBACK = "127.0.0.1"
+# Address the local FTP server and rates API listen on: 0.0.0.0 in containers, loopback otherwise.
+BIND_HOST = _env("ETL_BIND_HOST", LOOPBACK)
 S3_PORT = int(_env("ETL_S3_PORT", "9090"))
 FTP_PORT = int(_env("ETL_FTP_PORT", "2121"))
 API_PORT = int(_env("ETL_API_PORT", "8088"))
@@ -40,13 +42,15 @@ MYSQL_HOST = _env("ETL_MYSQL_HOST", LOOPBACK)
 MYSQL_PORT = int(_env("ETL_MYSQL_PORT", "3306"))
 MYSQL_USER = _env("ETL_MYSQL_USER", "root")
 
-# Fixed, well-known dummy credentials of the local servers (not secrets: they guard nothing real).
+# Well-known dummy credentials of the local servers (not secrets: they guard nothing real). The FTP
+# password and the API token can be overridden so docker-compose.yaml can start the servers with its
+# `.env` values (the same ones its connections use); the defaults are what everything local assumes.
 S3_ACCESS_KEY = "testing"
 S3_SECRET_KEY = "testing"
 S3_REGION = "eu-west-2"
 FTP_USER = "etl"
-FTP_PASSWORD = "etl-local"
-API_TOKEN = "local-rates-token"
+FTP_PASSWORD = _env("ETL_FTP_PASSWORD", "etl-local")
+API_TOKEN = _env("ETL_API_TOKEN", "local-rates-token")
 
 # A suffix for every local database and bucket name: the test suite sets ``_test`` so it never
 # touches the databases and buckets a developer's demo uses (same servers, other names).

@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -390,12 +391,55 @@ def test_airflow_init_bootstraps_the_project_once_the_sources_are_healthy(servic
     assert {"postgres", "sources-postgres", "mysql", "s3"} <= waits_for
 
 
+LOCAL_SERVERS = {"ftp": "infra.local.ftp_server", "rates-api": "infra.local.rates_api"}
+
+
 def test_local_servers_run_the_project_modules_from_the_project_image(services):
-    for name, module in (("ftp", "infra.local.ftp_server"), ("rates-api", "infra.local.rates_api")):
+    for name, module in LOCAL_SERVERS.items():
         service = services[name]
         assert service["image"] == PROJECT_IMAGE
-        assert module in " ".join(service["command"])
+        # Plain `python -m`: everything container-specific comes from the environment, not from code.
+        assert service["command"][:3] == ["python", "-m", module], name
         assert environment_of(service)["PYTHONPATH"] == "/opt/airflow"
+
+
+def _settings_in(env: dict[str, str]) -> dict[str, str]:
+    """settings.BIND_HOST / FTP_PASSWORD / API_TOKEN as a fresh interpreter sees them with ``env``."""
+    code = (
+        "import json; from infra.local import settings as s; "
+        "print(json.dumps({'bind': s.BIND_HOST, 'ftp': s.FTP_PASSWORD, 'api': s.API_TOKEN}))"
+    )
+    overridden = ("ETL_BIND_HOST", "ETL_FTP_PASSWORD", "ETL_API_TOKEN")
+    clean = {key: value for key, value in os.environ.items() if key not in overridden}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean | {"PYTHONPATH": str(ROOT)} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_local_servers_listen_on_every_interface_with_the_stacks_credentials(services, airflow_env):
+    # What each container's settings resolve to, with a .env that changes the credentials: the
+    # servers must pick up the same values the Airflow connections are built from.
+    dot_env = {"ETL_FTP_PASSWORD": "ftp-from-dot-env", "ETL_API_TOKEN": "token-from-dot-env"}
+    ftp_env = {k: interpolate(v, dot_env) for k, v in environment_of(services["ftp"]).items()}
+    api_env = {k: interpolate(v, dot_env) for k, v in environment_of(services["rates-api"]).items()}
+    ftp, api = _settings_in(ftp_env), _settings_in(api_env)
+
+    assert ftp["bind"] == api["bind"] == "0.0.0.0"
+    ftp_conn = json.loads(interpolate(airflow_env["AIRFLOW_CONN_FTP_DROP"], dot_env))
+    api_conn = json.loads(interpolate(airflow_env["AIRFLOW_CONN_RATES_API"], dot_env))
+    assert ftp["ftp"] == ftp_conn["password"] == "ftp-from-dot-env"
+    assert api["api"] == api_conn["password"] == "token-from-dot-env"
+
+
+def test_local_servers_bind_loopback_with_the_local_credentials_by_default():
+    assert _settings_in({}) == {"bind": "127.0.0.1", "ftp": "etl-local", "api": "local-rates-token"}
 
 
 def _docker_compose_works() -> bool:

@@ -13,8 +13,6 @@ from typing import Any
 from include.etlkit.control.accounting import note_skip_reason
 from include.etlkit.control.store import ControlPlaneUnavailable, ControlStore
 
-_GATED = "_etl_audit_gated"
-
 
 def check_audit(context: Any) -> None:
     """Skip the task unless its audit row is enabled; fail it if the control plane is unreachable."""
@@ -34,20 +32,33 @@ def check_audit(context: Any) -> None:
         raise AirflowSkipException(reason)
 
 
-def apply_audit_gate(task: Any) -> None:
-    """Make ``check_audit`` the first pre-execute step of ``task`` (idempotent)."""
-    if getattr(task, _GATED, False):
-        return
-    previous: Callable[[Any], Any] | None = task._pre_execute_hook
-
+def _gated(previous: Callable[[Any], Any] | None) -> Callable[[Any], None]:
     def gated_pre_execute(context: Any) -> None:
         check_audit(context)
         if previous is not None:
             previous(context)
 
-    task._pre_execute_hook = gated_pre_execute
-    setattr(task, _GATED, True)
+    gated_pre_execute.audit_gate = True  # type: ignore[attr-defined]
+    return gated_pre_execute
+
+
+def _pre_execute_hook(task: Any) -> Callable[[Any], Any] | None:
+    # A mapped task is unmapped at run time from its partial kwargs, so its hook lives there.
+    if hasattr(task, "partial_kwargs"):
+        return task.partial_kwargs.get("pre_execute")
+    return task._pre_execute_hook
+
+
+def apply_audit_gate(task: Any) -> None:
+    """Make ``check_audit`` the first pre-execute step of ``task``, mapped or not (idempotent)."""
+    previous = _pre_execute_hook(task)
+    if getattr(previous, "audit_gate", False):
+        return
+    if hasattr(task, "partial_kwargs"):
+        task.partial_kwargs["pre_execute"] = _gated(previous)
+    else:
+        task._pre_execute_hook = _gated(previous)
 
 
 def is_gated(task: Any) -> bool:
-    return bool(getattr(task, _GATED, False))
+    return bool(getattr(_pre_execute_hook(task), "audit_gate", False))

@@ -6,7 +6,8 @@ UI) goes through :class:`ControlStore`, so the SQL for each table exists once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +53,9 @@ class ControlStore:
 
         return PostgresHook(postgres_conn_id=self.conn_id)
 
-    def _run(self, sql: str, parameters: Sequence[Any] | None = None, *, fetch: bool = False):
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor whose statements commit together, or not at all."""
         try:
             conn = self._hook().get_conn()
         except Exception as exc:
@@ -61,12 +64,18 @@ class ControlStore:
             ) from exc
         try:
             with conn.cursor() as cur:
-                cur.execute(sql, parameters)
-                rows = cur.fetchall() if fetch else None
+                yield cur
             conn.commit()
-            return rows
+        except BaseException:
+            conn.rollback()
+            raise
         finally:
             conn.close()
+
+    def _run(self, sql: str, parameters: Sequence[Any] | None = None, *, fetch: bool = False):
+        with self.transaction() as cur:
+            cur.execute(sql, parameters)
+            return cur.fetchall() if fetch else None
 
     # -- schema -----------------------------------------------------------------------------------
 

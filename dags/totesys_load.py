@@ -1,0 +1,35 @@
+"""
+### totesys_load
+
+Loads every processed totesys object not yet loaded into the warehouse (`landing` copies, then the
+`core` star tables merged by key), checks the result (keys, foreign keys, facts against landing)
+and publishes the marts. Woken by `totesys_processed`; publishes `totesys_warehouse`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from include.etlkit.totesys import pipeline as totesys
+
+
+@dag(
+    schedule=[totesys.PROCESSED],
+    start_date=totesys.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=totesys.default_args(),
+    template_searchpath=totesys.TEMPLATE_SEARCHPATH,
+    tags=["totesys", "load"],
+    doc_md=__doc__,
+)
+def totesys_load():
+    (
+        totesys.ensure_core_tables()
+        >> totesys.load_processed()
+        >> totesys.quality_checks()
+        >> totesys.publish_marts()
+    )
+
+
+totesys_load()

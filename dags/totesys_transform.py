@@ -1,0 +1,29 @@
+"""
+### totesys_transform
+
+Models every landed totesys object not yet transformed into the tables of the sales, purchases and
+payments star schemas, as immutable Parquet in the processed bucket. Woken by `totesys_landed`;
+publishes `totesys_processed`, which wakes `totesys_load`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from include.etlkit.totesys import pipeline as totesys
+
+
+@dag(
+    schedule=[totesys.LANDED],
+    start_date=totesys.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=totesys.default_args(),
+    tags=["totesys", "transform"],
+    doc_md=__doc__,
+)
+def totesys_transform():
+    totesys.transform_landed()
+
+
+totesys_transform()

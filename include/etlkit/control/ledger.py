@@ -1,0 +1,182 @@
+"""The pipeline ledger: how far each extract got, and which objects are still to transform or load.
+
+Downstream DAGs work from here, not from the Asset event that woke them: each processes everything
+landed (or processed) and not yet taken, so manual runs, retries and reruns all do the right thing.
+Every state change commits together with the records that justify it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from include.etlkit.control.store import ControlStore
+from include.etlkit.storage import StoredObject
+from include.etlkit.windows import ExtractWindow
+
+
+@dataclass(frozen=True)
+class LedgerObject:
+    bucket: str
+    key: str
+    table_name: str
+    rows: int
+
+
+class Ledger:
+    def __init__(self, store: ControlStore | None = None) -> None:
+        self.store = store or ControlStore()
+
+    # -- extract ----------------------------------------------------------------------------------
+
+    def landed_until(self, source: str, table_name: str) -> datetime | None:
+        rows = self.store._run(
+            "SELECT landed_until FROM etl.extract_state WHERE source = %s AND table_name = %s",
+            (source, table_name),
+            fetch=True,
+        )
+        return rows[0][0] if rows else None
+
+    def record_landing(
+        self,
+        *,
+        source: str,
+        table_name: str,
+        window: ExtractWindow,
+        run_id: str,
+        stored: StoredObject | None,
+        rows: int,
+        mode: str | None = None,
+        row_versions: pa.Table | None = None,
+        advance_state: bool = True,
+    ) -> None:
+        """Record a landed object (if any rows), its row versions, and move the table's state.
+
+        ``row_versions`` has columns ``row_key``, ``row_hash``, ``last_updated``.
+        """
+        with self.store.transaction() as cur:
+            if stored is not None:
+                cur.execute(
+                    "INSERT INTO etl.landed_object (bucket, key, source, table_name, mode, rows, sha256, "
+                    "window_start, window_end, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (bucket, key) DO NOTHING",
+                    (
+                        stored.bucket,
+                        stored.key,
+                        source,
+                        table_name,
+                        mode or window.mode,
+                        rows,
+                        stored.sha256,
+                        window.lower,
+                        window.upper,
+                        run_id,
+                    ),
+                )
+            if stored is not None and row_versions is not None and row_versions.num_rows:
+                self._upsert_row_versions(cur, source, table_name, stored.key, row_versions)
+            if advance_state:
+                cur.execute(
+                    "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (source, table_name) DO UPDATE SET "
+                    "landed_until = GREATEST(etl.extract_state.landed_until, EXCLUDED.landed_until), "
+                    "last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+                    (source, table_name, window.upper, run_id),
+                )
+
+    @staticmethod
+    def _upsert_row_versions(cur, source: str, table_name: str, key: str, versions: pa.Table) -> None:
+        cur.execute(
+            "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
+            "ON COMMIT DROP"
+        )
+        buffer = io.BytesIO()
+        pacsv.write_csv(versions.select(["row_key", "row_hash", "last_updated"]), buffer)
+        with cur.copy("COPY incoming_version FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
+            copy.write(buffer.getvalue())
+        # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
+        cur.execute(
+            "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
+            "SELECT DISTINCT ON (row_key) %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version "
+            "ORDER BY row_key, last_updated DESC "
+            "ON CONFLICT (source, table_name, row_key) DO UPDATE SET row_hash = EXCLUDED.row_hash, "
+            "last_updated = EXCLUDED.last_updated, landed_key = EXCLUDED.landed_key "
+            "WHERE etl.row_version.last_updated IS NULL "
+            "OR EXCLUDED.last_updated >= etl.row_version.last_updated",
+            (source, table_name, key),
+        )
+
+    def row_hashes(self, source: str, table_name: str) -> dict[str, str]:
+        rows = self.store._run(
+            "SELECT row_key, row_hash FROM etl.row_version WHERE source = %s AND table_name = %s",
+            (source, table_name),
+            fetch=True,
+        )
+        return dict(rows or [])
+
+    # -- transform --------------------------------------------------------------------------------
+
+    def pending_landed(self, source: str) -> list[LedgerObject]:
+        rows = self.store._run(
+            "SELECT bucket, key, table_name, rows FROM etl.landed_object "
+            "WHERE source = %s AND transformed_at IS NULL ORDER BY landed_at, key",
+            (source,),
+            fetch=True,
+        )
+        return [LedgerObject(*row) for row in rows or []]
+
+    def landed(self, source: str, table_names: Sequence[str]) -> list[LedgerObject]:
+        """Every object ever landed for these tables, oldest first (to rebuild current state)."""
+        rows = self.store._run(
+            "SELECT bucket, key, table_name, rows FROM etl.landed_object "
+            "WHERE source = %s AND table_name = ANY(%s) ORDER BY landed_at, key",
+            (source, list(table_names)),
+            fetch=True,
+        )
+        return [LedgerObject(*row) for row in rows or []]
+
+    def record_transform(
+        self,
+        *,
+        source: str,
+        run_id: str,
+        taken: Sequence[LedgerObject],
+        produced: Sequence[tuple[str, StoredObject, int]],
+    ) -> None:
+        """Record the processed objects and mark the landed objects they came from, together."""
+        with self.store.transaction() as cur:
+            for table_name, stored, rows in produced:
+                cur.execute(
+                    "INSERT INTO etl.processed_object "
+                    "(bucket, key, source, table_name, rows, sha256, run_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (bucket, key) DO NOTHING",
+                    (stored.bucket, stored.key, source, table_name, rows, stored.sha256, run_id),
+                )
+            cur.execute(
+                "UPDATE etl.landed_object SET transformed_at = now(), transform_run_id = %s "
+                "WHERE bucket = ANY(%s) AND key = ANY(%s) AND transformed_at IS NULL",
+                (run_id, [o.bucket for o in taken], [o.key for o in taken]),
+            )
+
+    # -- load -------------------------------------------------------------------------------------
+
+    def pending_processed(self, source: str) -> list[LedgerObject]:
+        rows = self.store._run(
+            "SELECT bucket, key, table_name, rows FROM etl.processed_object "
+            "WHERE source = %s AND loaded_at IS NULL ORDER BY created_at, key",
+            (source,),
+            fetch=True,
+        )
+        return [LedgerObject(*row) for row in rows or []]
+
+    def mark_loaded(self, objects: Sequence[LedgerObject], run_id: str) -> None:
+        self.store._run(
+            "UPDATE etl.processed_object SET loaded_at = now(), load_run_id = %s "
+            "WHERE bucket = ANY(%s) AND key = ANY(%s) AND loaded_at IS NULL",
+            (run_id, [o.bucket for o in objects], [o.key for o in objects]),
+        )

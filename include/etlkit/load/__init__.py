@@ -1,0 +1,1 @@
+"""Warehouse loaders: landing copies, then core tables merged by key."""
