@@ -12,7 +12,7 @@ import io
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from include.etlkit.storage import ImmutableStore, content_key, file_sha256
 from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
 
 ROW_HASH = "_row_hash"
+# A row version's identity, as the source computes it over the whole row (alias ``t``).
+ROW_HASH_SQL = sql.SQL("md5(ROW(t.*)::text)")
 BLOCK_SIZE = 8 << 20  # bytes of CSV per pyarrow batch: bounds memory per table
 
 
@@ -116,24 +118,47 @@ class PostgresTableExtractOperator(BaseOperator):
         self.aws_conn_id = aws_conn_id
         self.overlap = overlap
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+    @property
+    def spec(self) -> TableSpec:
+        return self.table if isinstance(self.table, TableSpec) else TableSpec(**self.table)
 
-        spec = self.table if isinstance(self.table, TableSpec) else TableSpec(**self.table)
-        ledger = Ledger()
+    def execute(self, context: Any) -> dict[str, Any]:
+        spec = self.spec
         window = incremental_window(
             context["data_interval_start"],
             context["data_interval_end"],
-            ledger.landed_until(self.source, spec.name),
+            Ledger().landed_until(self.source, spec.name),
             self.overlap,
         )
         self.log.info(
             "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
         )
+        cursor = sql.Identifier("t", spec.cursor)
+        condition = sql.SQL("{c} < %(upper)s").format(c=cursor)
+        params: dict[str, Any] = {"upper": window.upper}
+        if window.lower is not None:
+            condition = sql.SQL("{c} >= %(lower)s AND ").format(c=cursor) + condition
+            params["lower"] = window.lower
+        return self.land(context, condition, params, window, mode=window.mode, advance_state=True)
+
+    def land(
+        self,
+        context: Any,
+        condition: sql.Composable,
+        params: dict[str, Any],
+        window: ExtractWindow,
+        *,
+        mode: str,
+        advance_state: bool,
+    ) -> dict[str, Any]:
+        """Land the table's rows matching ``condition`` as one immutable object and record it."""
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        spec = self.spec
         hook = PostgresHook(postgres_conn_id=self.conn_id)
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
-            rows = self._copy_to_parquet(hook, spec, window, local)
+            rows = self._copy_to_parquet(hook, spec, condition, params, local)
             stored = None
             versions = None
             if rows:
@@ -144,21 +169,23 @@ class PostgresTableExtractOperator(BaseOperator):
                 self.log.info(
                     "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
                 )
-        ledger.record_landing(
+        Ledger().record_landing(
             source=self.source,
             table_name=spec.name,
             window=window,
             run_id=context["run_id"],
             stored=stored,
             rows=rows,
+            mode=mode,
             row_versions=versions,
+            advance_state=advance_state,
         )
         report_rows(context, rows_in=rows, rows_out=rows)
         return {
             "table": spec.name,
             "rows": rows,
             "key": stored.key if stored else None,
-            "mode": window.mode,
+            "mode": mode,
             "window_start": window.lower.isoformat() if window.lower else None,
             "window_end": window.upper.isoformat(),
         }
@@ -182,47 +209,37 @@ class PostgresTableExtractOperator(BaseOperator):
             raise LookupError(f"{spec.schema}.{spec.name} has no column(s) {sorted(missing)}")
         return columns
 
-    def _copy_to_parquet(self, hook: Any, spec: TableSpec, window: ExtractWindow, path: Path) -> int:
+    def _copy_to_parquet(
+        self, hook: Any, spec: TableSpec, condition: sql.Composable, params: dict[str, Any], path: Path
+    ) -> int:
         conn = hook.get_conn()
         try:
             with conn.cursor() as cur:
                 columns = self._columns(cur, spec)
-                query = self._select(spec, columns, window)
+                query = self._select(spec, columns, condition)
                 schema = pa.schema([*columns, (ROW_HASH, pa.string())])
-                with cur.copy(query, self._params(window)) as copy:
+                with cur.copy(query, params) as copy:
                     return _write_parquet(_CopyStream(iter(copy)), schema, path)
         finally:
             conn.close()
 
     @staticmethod
     def _select(
-        spec: TableSpec, columns: list[tuple[str, pa.DataType]], window: ExtractWindow
+        spec: TableSpec, columns: list[tuple[str, pa.DataType]], condition: sql.Composable
     ) -> sql.Composed:
-        table = sql.Identifier(spec.schema, spec.name)
-        cursor = sql.Identifier(spec.cursor)
-        select_list = sql.SQL(", ").join(sql.Identifier("t", name) for name, _ in columns)
-        condition = sql.SQL("t.{c} < %(upper)s").format(c=cursor)
-        if window.lower is not None:
-            condition = sql.SQL("t.{c} >= %(lower)s AND ").format(c=cursor) + condition
         # The source computes each row's hash: the daily reconciliation recomputes it the same way.
         return sql.SQL(
-            "COPY (SELECT {cols}, md5(ROW(t.*)::text) AS {hash} FROM {table} AS t WHERE {cond} "
+            "COPY (SELECT {cols}, {hash} AS {hash_name} FROM {table} AS t WHERE {cond} "
             "ORDER BY t.{key}, t.{cursor}) TO STDOUT WITH (FORMAT csv, HEADER true)"
         ).format(
-            cols=select_list,
-            hash=sql.Identifier(ROW_HASH),
-            table=table,
+            cols=sql.SQL(", ").join(sql.Identifier("t", name) for name, _ in columns),
+            hash=ROW_HASH_SQL,
+            hash_name=sql.Identifier(ROW_HASH),
+            table=sql.Identifier(spec.schema, spec.name),
             cond=condition,
             key=sql.Identifier(spec.key),
-            cursor=cursor,
+            cursor=sql.Identifier(spec.cursor),
         )
-
-    @staticmethod
-    def _params(window: ExtractWindow) -> dict[str, datetime]:
-        params = {"upper": window.upper}
-        if window.lower is not None:
-            params["lower"] = window.lower
-        return params
 
     @staticmethod
     def _row_versions(path: Path, spec: TableSpec) -> pa.Table:

@@ -23,6 +23,7 @@ from airflow.sdk import Asset, Variable, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.extract.postgres import PostgresTableExtractOperator, TableSpec
+from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import TableLoad
 from include.etlkit.paths import SQL_DIR
@@ -38,6 +39,7 @@ PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
 
 START = datetime(2024, 11, 1, tzinfo=UTC)
 INGEST_SCHEDULE = CronDataIntervalTimetable("*/30 * * * *", timezone="UTC")
+RECONCILE_SCHEDULE = CronDataIntervalTimetable("15 2 * * *", timezone="UTC")
 TEMPLATE_SEARCHPATH = [str(SQL_DIR / "postgres")]
 
 LANDED = Asset(name="totesys_landed", uri="s3://ingestion/totesys", group="totesys")
@@ -158,6 +160,17 @@ def write_manifest(landed: list[dict[str, Any]], **context: Any) -> str:
     key = content_key(prefix, "manifest", hashlib.sha256(body).hexdigest(), ".json")
     stored = ImmutableStore().put_bytes(Variable.get("ingestion_bucket"), key, body)
     return stored.uri
+
+
+def reconcile_tables(tables: Any) -> Any:
+    """One mapped task per table: land rows whose hash changed without their ``last_updated``."""
+    return PostgresReconcileOperator.partial(
+        task_id="reconcile_table",
+        source=SOURCE,
+        conn_id=SOURCE_CONN_ID,
+        bucket=INGESTION_BUCKET,
+        map_index_template="{{ task.table['name'] }}",
+    ).expand(table=tables).output
 
 
 # -- totesys_transform ----------------------------------------------------------------------------

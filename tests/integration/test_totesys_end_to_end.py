@@ -1,0 +1,277 @@
+"""totesys end to end on the real snapshots and the real local services.
+
+ingest -> transform -> load with ``dag.test()`` (the real task runner, audit gate and task-log
+listener), first for the data interval right after ``snapshot_2024-11-15`` (a full snapshot), then,
+after ``snapshot_2025-02-25`` is applied to the source, for the interval after that one plus the daily
+reconciliation. Every core table is reconciled with the source independently of the pipeline's code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from include.etlkit.control.cli import dag_tasks
+from include.etlkit.control.store import ControlStore
+from infra.local import settings
+from infra.local.seed_totesys import seed
+from tests.conftest import load_dag
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+FIRST_INTERVAL_END = datetime(2024, 11, 15, 15, 0, tzinfo=UTC)
+SECOND_INTERVAL_END = datetime(2025, 2, 25, 15, 0, tzinfo=UTC)
+SOURCE_DB = settings.database("totesys")
+WAREHOUSE_DB = settings.database("warehouse")
+
+
+def _dsn(database: str) -> str:
+    return f"host={settings.PG_HOST} port={settings.PG_PORT} user={settings.PG_USER} dbname={database}"
+
+
+def _query(database: str, sql: str, params: tuple = ()) -> list[tuple]:
+    with psycopg.connect(_dsn(database)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def _scalar(database: str, sql: str, params: tuple = ()):
+    return _query(database, sql, params)[0][0]
+
+
+@pytest.fixture(scope="module")
+def pipeline(airflow_db, local_services, control_plane):
+    """A fresh source and warehouse, buckets of our own, and every totesys task enabled."""
+    with psycopg.connect(_dsn("postgres"), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{SOURCE_DB}" WITH (FORCE)')
+    seed("2024-11-15", _dsn(SOURCE_DB))
+    with psycopg.connect(_dsn(WAREHOUSE_DB), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
+        conn.execute("CREATE SCHEMA core; CREATE SCHEMA landing; CREATE SCHEMA mart")
+        for table in ("extract_state", "landed_object", "processed_object", "row_version"):
+            conn.execute(f"DELETE FROM etl.{table} WHERE source = 'totesys'")
+
+    suffix = uuid.uuid4().hex[:8]
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AIRFLOW_VAR_INGESTION_BUCKET", f"etl-ingestion-e2e-{suffix}")
+    patch.setenv("AIRFLOW_VAR_PROCESSED_BUCKET", f"etl-processed-e2e-{suffix}")
+    from infra.local.bootstrap import ensure_buckets
+
+    ensure_buckets()
+    store = ControlStore()
+    store.register(dag_tasks(str(DAGS)))
+    for dag_id in ("totesys_ingest", "totesys_transform", "totesys_load", "totesys_reconcile"):
+        store.set_enabled(dag_id, None, True)
+    dags = {
+        dag_id: load_dag(dag_id, DAGS)
+        for dag_id in ("totesys_ingest", "totesys_transform", "totesys_load", "totesys_reconcile")
+    }
+    for dag in dags.values():
+        for task in dag.tasks:
+            task.retries = 0  # fail fast: a failure here is a bug, not a flaky source
+    yield dags
+    patch.undo()
+
+
+def run(dag, logical_date: datetime | None = None) -> None:
+    result = dag.test(logical_date=logical_date) if logical_date else dag.test()
+    failed = [ti.task_id for ti in result.get_task_instances() if ti.state != "success"]
+    assert result.state == "success", f"{dag.dag_id} failed: {failed}"
+
+
+def run_chain(dags, interval_end: datetime, *, reconcile: bool = False) -> None:
+    run(dags["totesys_ingest"], interval_end)
+    if reconcile:
+        run(dags["totesys_reconcile"], interval_end)
+    run(dags["totesys_transform"])
+    run(dags["totesys_load"])
+
+
+def warehouse_fingerprint() -> dict[str, tuple[int, str]]:
+    """Row count and an order-independent checksum of every core table."""
+    tables = [
+        r[0]
+        for r in _query(
+            WAREHOUSE_DB,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'core' ORDER BY 1",
+        )
+    ]
+    return {
+        table: tuple(
+            _query(
+                WAREHOUSE_DB,
+                f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' "
+                f"ORDER BY md5(t::text)), '')) FROM core.{table} AS t",
+            )[0]
+        )
+        for table in tables
+    }
+
+
+def bucket_digests() -> dict[str, str]:
+    """Every object of both buckets with the SHA-256 it was created with."""
+    import os
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    client = S3Hook(aws_conn_id="aws_default").get_conn()
+    digests = {}
+    for variable in ("AIRFLOW_VAR_INGESTION_BUCKET", "AIRFLOW_VAR_PROCESSED_BUCKET"):
+        bucket = os.environ[variable]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for obj in page.get("Contents", []):
+                head = client.head_object(Bucket=bucket, Key=obj["Key"])
+                digests[f"{bucket}/{obj['Key']}"] = head["Metadata"]["sha256"]
+    return digests
+
+
+def landed_versions() -> set[tuple]:
+    return set(
+        _query(
+            WAREHOUSE_DB, "SELECT table_name, row_key, row_hash FROM etl.row_version WHERE source = 'totesys'"
+        )
+    )
+
+
+def assert_rerun_changed_nothing(before_objects, before_versions, before_warehouse) -> None:
+    after_objects = bucket_digests()
+    overwritten = {k for k, digest in before_objects.items() if after_objects.get(k) != digest}
+    assert not overwritten, f"objects overwritten or deleted: {sorted(overwritten)[:3]}"
+    assert landed_versions() == before_versions, "a rerun landed a row version that was not landed before"
+    assert warehouse_fingerprint() == before_warehouse
+
+
+FACTS = {
+    # core table: (source table, key, amount expression in core, the same in the source)
+    "fact_sales_order": (
+        "sales_order",
+        "sales_order_id",
+        "units_sold * unit_price",
+        "units_sold * unit_price",
+    ),
+    "fact_purchase_order": (
+        "purchase_order",
+        "purchase_order_id",
+        "item_quantity * item_unit_price",
+        "item_quantity * item_unit_price",
+    ),
+    "fact_payment": ("payment", "payment_id", "payment_amount", "payment_amount"),
+}
+DIMENSIONS = {
+    "dim_design": ("design", "design_id"),
+    "dim_currency": ("currency", "currency_id"),
+    "dim_payment_type": ("payment_type", "payment_type_id"),
+    "dim_transaction": ("transaction", "transaction_id"),
+    "dim_location": ("address", "address_id"),
+    "dim_counterparty": ("counterparty", "counterparty_id"),
+    "dim_staff": ("staff", "staff_id"),
+}
+
+
+def assert_core_reconciles_with_source() -> None:
+    for table, (source, key, core_amount, source_amount) in FACTS.items():
+        source_keys = {r[0] for r in _query(SOURCE_DB, f'SELECT {key} FROM "{source}"')}
+        core_keys = {r[0] for r in _query(WAREHOUSE_DB, f"SELECT DISTINCT {key} FROM core.{table}")}
+        assert core_keys == source_keys, f"{table}: key sets differ"
+        source_total = _scalar(SOURCE_DB, f'SELECT sum({source_amount}) FROM "{source}"')
+        core_total = _scalar(
+            WAREHOUSE_DB,
+            f"SELECT sum({core_amount}) FROM (SELECT DISTINCT ON ({key}) * FROM core.{table} "
+            f"ORDER BY {key}, last_updated_date DESC, last_updated_time DESC) AS latest",
+        )
+        assert Decimal(core_total) == Decimal(source_total), f"{table}: amounts of the latest versions differ"
+    for table, (source, key) in DIMENSIONS.items():
+        dim_key = "location_id" if table == "dim_location" else key
+        source_keys = {r[0] for r in _query(SOURCE_DB, f'SELECT {key} FROM "{source}"')}
+        core_keys = {r[0] for r in _query(WAREHOUSE_DB, f"SELECT {dim_key} FROM core.{table}")}
+        assert core_keys == source_keys, f"{table}: key sets differ"
+    fact_dates = {
+        r[0]
+        for r in _query(
+            WAREHOUSE_DB,
+            "SELECT created_date FROM core.fact_sales_order "
+            "UNION SELECT last_updated_date FROM core.fact_sales_order "
+            "UNION SELECT agreed_payment_date FROM core.fact_sales_order "
+            "UNION SELECT agreed_delivery_date FROM core.fact_sales_order "
+            "UNION SELECT created_date FROM core.fact_purchase_order "
+            "UNION SELECT agreed_delivery_date FROM core.fact_purchase_order "
+            "UNION SELECT payment_date FROM core.fact_payment "
+            "UNION SELECT created_date FROM core.fact_payment",
+        )
+        if r[0] is not None
+    }
+    dates = {r[0] for r in _query(WAREHOUSE_DB, "SELECT date_id FROM core.dim_date")}
+    assert fact_dates <= dates, f"dim_date misses {sorted(fact_dates - dates)[:5]}"
+
+
+def test_first_run_lands_a_full_snapshot_and_every_core_table_reconciles(pipeline):
+    run_chain(pipeline, FIRST_INTERVAL_END)
+
+    counts = {t: _scalar(WAREHOUSE_DB, f"SELECT count(*) FROM core.{t}") for t in [*FACTS, *DIMENSIONS]}
+    assert counts == {
+        "fact_sales_order": 11187,
+        "fact_purchase_order": 4649,
+        "fact_payment": 15836,
+        "dim_design": 473,
+        "dim_currency": 3,
+        "dim_payment_type": 4,
+        "dim_transaction": 15836,
+        "dim_location": 30,
+        "dim_counterparty": 20,
+        "dim_staff": 20,
+    }
+    assert_core_reconciles_with_source()
+    names = dict(_query(WAREHOUSE_DB, "SELECT currency_code, currency_name FROM core.dim_currency"))
+    assert names == {"GBP": "Pound Sterling", "USD": "US Dollar", "EUR": "Euro"}
+
+
+def test_a_rerun_of_the_same_interval_changes_nothing_and_overwrites_no_object(pipeline):
+    before = bucket_digests(), landed_versions(), warehouse_fingerprint()
+
+    run_chain(pipeline, FIRST_INTERVAL_END, reconcile=True)
+
+    assert_rerun_changed_nothing(*before)
+
+
+def test_the_next_snapshot_brings_new_rows_and_silently_changed_versions_and_nothing_else(pipeline):
+    before = {t: _query(WAREHOUSE_DB, f"SELECT * FROM core.{t}") for t in FACTS}
+    seed("2025-02-25", _dsn(SOURCE_DB))
+
+    run_chain(pipeline, SECOND_INTERVAL_END, reconcile=True)
+
+    # New rows, plus one more version for each row changed without moving last_updated.
+    counts = {t: _scalar(WAREHOUSE_DB, f"SELECT count(*) FROM core.{t}") for t in FACTS}
+    assert counts == {
+        "fact_sales_order": 11187 + 1649 + 21,
+        "fact_purchase_order": 4649 + 651 + 20,
+        "fact_payment": 15836,
+    }
+    versions = _scalar(
+        WAREHOUSE_DB,
+        "SELECT count(*) FROM (SELECT sales_order_id FROM core.fact_sales_order "
+        "GROUP BY 1 HAVING count(*) > 1) AS v",
+    )
+    assert versions == 21
+    # Nothing else changed: every fact row of the first load is still there, as it was.
+    for table, rows in before.items():
+        after = set(_query(WAREHOUSE_DB, f"SELECT * FROM core.{table}"))
+        assert set(rows) <= after, f"{table}: rows of the first load changed or vanished"
+    assert _scalar(WAREHOUSE_DB, "SELECT count(*) FROM core.dim_design") == 535
+    assert _scalar(WAREHOUSE_DB, "SELECT count(*) FROM core.dim_transaction") == 18136
+    # Dimensions hold the latest values, including the 19 designs changed in place.
+    changed = _query(SOURCE_DB, "SELECT design_id, file_location FROM design ORDER BY 1")
+    assert _query(WAREHOUSE_DB, "SELECT design_id, file_location FROM core.dim_design ORDER BY 1") == changed
+    assert_core_reconciles_with_source()
+
+
+def test_running_everything_again_changes_nothing(pipeline):
+    before = bucket_digests(), landed_versions(), warehouse_fingerprint()
+
+    run_chain(pipeline, SECOND_INTERVAL_END, reconcile=True)
+
+    assert_rerun_changed_nothing(*before)
