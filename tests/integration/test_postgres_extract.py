@@ -375,12 +375,6 @@ def test_table_without_its_cursor_column_raises_a_clear_lookup_error(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framework bug: _write_parquet uses pyarrow's default CSV null_values with "
-    "strings_can_be_null=True, so unquoted text values like 'NA', 'NULL', 'null', 'N/A', 'nan' "
-    "(which COPY writes unquoted) are landed as NULL",
-)
 def test_text_values_that_look_like_null_markers_are_landed_verbatim(extract, s3, bucket, source):
     markers = ["NA", "NULL", "null", "N/A", "nan"]
     insert_rows(

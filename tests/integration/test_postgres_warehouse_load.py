@@ -208,11 +208,6 @@ def test_table_load_rejects_an_unknown_merge_mode():
         TableLoad(name="dim_customer", key=("id",), merge="append")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framework bug: PostgresWarehouse._merge builds `DO UPDATE SET  WHERE () IS DISTINCT FROM ()` "
-    "when every column is in the key, a syntax error for an upsert of a key-only (bridge) table",
-)
 def test_upsert_of_a_table_whose_columns_are_all_key_inserts_its_rows(warehouse, db):
     db.execute(
         "CREATE TABLE core.customer_region (customer_id integer, region_id integer, "
@@ -231,12 +226,6 @@ def test_upsert_of_a_table_whose_columns_are_all_key_inserts_its_rows(warehouse,
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framework bug: PostgresWarehouse._merge picks a key's 'last landed' row with ORDER BY ctid DESC; "
-    "after a VACUUM (autovacuum) frees space in an earlier page, a later row of the batch can be placed "
-    "at a lower ctid, so an older version of the key wins the upsert",
-)
 def test_upsert_of_a_batch_with_two_versions_of_a_key_keeps_the_last_one_after_a_vacuum(warehouse, db):
     rnd = random.Random(7)
 

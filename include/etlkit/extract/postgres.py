@@ -262,8 +262,11 @@ def _write_parquet(stream: io.RawIOBase, schema: pa.Schema, path: Path) -> int:
         convert_options=pacsv.ConvertOptions(
             column_types={field.name: field.type for field in schema},
             include_columns=schema.names,
-            strings_can_be_null=True,  # COPY writes NULL as an unquoted empty field...
-            quoted_strings_can_be_null=False,  # ...and an empty string as "".
+            # COPY writes NULL as an unquoted empty field and an empty string as "": only the former
+            # is NULL (pyarrow's default markers would turn the text 'NA' or 'NULL' into NULL too).
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
             true_values=["t", "true"],
             false_values=["f", "false"],
         ),

@@ -125,23 +125,25 @@ class PostgresWarehouse:
                     sql.SQL("DELETE FROM {} WHERE {} = %s").format(landing, sql.Identifier(LOAD_ID)),
                     (load_id,),
                 )
-                # Temp staging, then landing with the load id: COPY cannot add a constant column.
+                # Staging keeps the input order (``_ordinal``): when a batch holds several versions
+                # of a key, the last one in the object wins, whatever the physical row order.
                 cur.execute(
                     sql.SQL(
                         "CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
                     ).format(column_list, landing)
                 )
+                cur.execute("ALTER TABLE incoming ADD COLUMN _ordinal bigserial")
                 with cur.copy(
                     sql.SQL("COPY incoming ({}) FROM STDIN WITH (FORMAT csv)").format(column_list)
                 ) as copy:
                     copy.write(buffer.getvalue())
                 cur.execute(
-                    sql.SQL("INSERT INTO {} ({cols}, {lid}) SELECT {cols}, %s FROM incoming").format(
-                        landing, cols=column_list, lid=sql.Identifier(LOAD_ID)
-                    ),
+                    sql.SQL(
+                        "INSERT INTO {} ({cols}, {lid}) SELECT {cols}, %s FROM incoming ORDER BY _ordinal"
+                    ).format(landing, cols=column_list, lid=sql.Identifier(LOAD_ID)),
                     (load_id,),
                 )
-                cur.execute(self._merge(spec, names), (load_id,))
+                cur.execute(self._merge(spec, names))
                 merged = cur.rowcount
             conn.commit()
             return merged
@@ -154,17 +156,16 @@ class PostgresWarehouse:
     @staticmethod
     def _merge(spec: TableLoad, names: Sequence[str]) -> sql.Composed:
         core = sql.Identifier(spec.core_schema, spec.name)
-        landing = sql.Identifier(spec.landing_schema, spec.name)
         cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         key = sql.SQL(", ").join(sql.Identifier(k) for k in spec.key)
-        # One row per key from this load: the last landed one (a batch may hold several versions).
+        # One row per key from this object: the last one in it.
         source = sql.SQL(
-            "SELECT DISTINCT ON ({key}) {cols} FROM {landing} WHERE {lid} = %s ORDER BY {key}, ctid DESC"
-        ).format(key=key, cols=cols, landing=landing, lid=sql.Identifier(LOAD_ID))
-        if spec.merge == "versions":
+            "SELECT DISTINCT ON ({key}) {cols} FROM incoming ORDER BY {key}, _ordinal DESC"
+        ).format(key=key, cols=cols)
+        updates = [n for n in names if n not in spec.key]
+        if spec.merge == "versions" or not updates:
             conflict = sql.SQL("DO NOTHING")
         else:
-            updates = [n for n in names if n not in spec.key]
             conflict = sql.SQL("DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})").format(
                 sets=sql.SQL(", ").join(
                     sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in updates
