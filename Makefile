@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 RUN    := $(PY) -m infra.local.run
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install services services-stop services-status setup airflow control demo test lint clean
+.PHONY: help install services services-stop services-status setup airflow control demo test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ demo: setup  ## seed the sample sources, run every pipeline end to end, print wh
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
+
+bench: services  ## benchmarks: 1M totesys-shaped rows through extract and load; prints a table
+	$(RUN) python -m bench.run $(BENCH_ARGS)
 
 test: install  ## lint, then the whole test suite (tests start the services they need)
 	$(VENV)/bin/ruff check .

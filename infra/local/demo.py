@@ -19,6 +19,7 @@ from infra.local import settings
 DEMO_DAGS = (
     "etl_control_sync",
     "totesys_ingest",
+    "totesys_reconcile",
     "totesys_transform",
     "totesys_load",
 )

@@ -24,8 +24,19 @@ def _log_rows(store: ControlStore, run_id: str) -> dict[str, list[dict]]:
         (DAG_ID, run_id),
         fetch=True,
     )
-    names = ["task_id", "try_number", "status", "operator", "rows_in", "rows_out", "rows_rejected",
-             "started_at", "ended_at", "duration_seconds", "error"]
+    names = [
+        "task_id",
+        "try_number",
+        "status",
+        "operator",
+        "rows_in",
+        "rows_out",
+        "rows_rejected",
+        "started_at",
+        "ended_at",
+        "duration_seconds",
+        "error",
+    ]
     by_task: dict[str, list[dict]] = {}
     for row in rows:
         record = dict(zip(names, row, strict=True))
@@ -131,5 +142,25 @@ def test_register_keeps_existing_switches_and_enable_disable_round_trip(control_
         assert not any(control_plane.decide(DAG_ID, t).allowed for t in "abc")
         assert control_plane.set_enabled(DAG_ID, None, True) == 3
         assert all(control_plane.decide(DAG_ID, t).allowed for t in "abc")
+    finally:
+        _reset(control_plane)
+
+
+def test_the_cli_switches_tasks_and_shows_the_audit_table_and_log(control_plane, capsys):
+    from include.etlkit.control.cli import main
+
+    _reset(control_plane)
+    try:
+        control_plane.register([(DAG_ID, "count_rows"), (DAG_ID, "sql_probe")])
+        assert main(["disable", DAG_ID, "count_rows", "--reason", "source maintenance"]) == 0
+        assert main(["list", "--dag", DAG_ID]) == 0
+        listing = capsys.readouterr().out
+        assert "count_rows" in listing and "False" in listing and "source maintenance" in listing
+        assert control_plane.decide(DAG_ID, "count_rows").allowed is False
+        assert main(["enable", DAG_ID]) == 0
+        assert control_plane.decide(DAG_ID, "count_rows").allowed is True
+        assert main(["disable", DAG_ID, "no_such_task"]) == 1
+        assert main(["log", "--dag", DAG_ID, "--limit", "5"]) == 0
+        assert "status" in capsys.readouterr().out
     finally:
         _reset(control_plane)

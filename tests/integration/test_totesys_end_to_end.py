@@ -21,6 +21,7 @@ from include.etlkit.control.store import ControlStore
 from infra.local import settings
 from infra.local.seed_totesys import seed
 from tests.conftest import load_dag
+from tests.integration.pipeline_checks import assert_nothing_changed_since, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,60 +91,6 @@ def run_chain(dags, interval_end: datetime, *, reconcile: bool = False) -> None:
         run(dags["totesys_reconcile"], interval_end)
     run(dags["totesys_transform"])
     run(dags["totesys_load"])
-
-
-def warehouse_fingerprint() -> dict[str, tuple[int, str]]:
-    """Row count and an order-independent checksum of every core table."""
-    tables = [
-        r[0]
-        for r in _query(
-            WAREHOUSE_DB,
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'core' ORDER BY 1",
-        )
-    ]
-    return {
-        table: tuple(
-            _query(
-                WAREHOUSE_DB,
-                f"SELECT count(*), md5(coalesce(string_agg(md5(t::text), '' "
-                f"ORDER BY md5(t::text)), '')) FROM core.{table} AS t",
-            )[0]
-        )
-        for table in tables
-    }
-
-
-def bucket_digests() -> dict[str, str]:
-    """Every object of both buckets with the SHA-256 it was created with."""
-    import os
-
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    client = S3Hook(aws_conn_id="aws_default").get_conn()
-    digests = {}
-    for variable in ("AIRFLOW_VAR_INGESTION_BUCKET", "AIRFLOW_VAR_PROCESSED_BUCKET"):
-        bucket = os.environ[variable]
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                head = client.head_object(Bucket=bucket, Key=obj["Key"])
-                digests[f"{bucket}/{obj['Key']}"] = head["Metadata"]["sha256"]
-    return digests
-
-
-def landed_versions() -> set[tuple]:
-    return set(
-        _query(
-            WAREHOUSE_DB, "SELECT table_name, row_key, row_hash FROM etl.row_version WHERE source = 'totesys'"
-        )
-    )
-
-
-def assert_rerun_changed_nothing(before_objects, before_versions, before_warehouse) -> None:
-    after_objects = bucket_digests()
-    overwritten = {k for k, digest in before_objects.items() if after_objects.get(k) != digest}
-    assert not overwritten, f"objects overwritten or deleted: {sorted(overwritten)[:3]}"
-    assert landed_versions() == before_versions, "a rerun landed a row version that was not landed before"
-    assert warehouse_fingerprint() == before_warehouse
 
 
 FACTS = {
@@ -231,11 +178,11 @@ def test_first_run_lands_a_full_snapshot_and_every_core_table_reconciles(pipelin
 
 
 def test_a_rerun_of_the_same_interval_changes_nothing_and_overwrites_no_object(pipeline):
-    before = bucket_digests(), landed_versions(), warehouse_fingerprint()
+    before = snapshot()
 
     run_chain(pipeline, FIRST_INTERVAL_END, reconcile=True)
 
-    assert_rerun_changed_nothing(*before)
+    assert_nothing_changed_since(before)
 
 
 def test_the_next_snapshot_brings_new_rows_and_silently_changed_versions_and_nothing_else(pipeline):
@@ -270,8 +217,56 @@ def test_the_next_snapshot_brings_new_rows_and_silently_changed_versions_and_not
 
 
 def test_running_everything_again_changes_nothing(pipeline):
-    before = bucket_digests(), landed_versions(), warehouse_fingerprint()
+    before = snapshot()
 
     run_chain(pipeline, SECOND_INTERVAL_END, reconcile=True)
 
-    assert_rerun_changed_nothing(*before)
+    assert_nothing_changed_since(before)
+
+
+def test_an_address_change_reaches_the_counterparties_that_use_it(pipeline):
+    counterparty_id, address_id = _query(
+        SOURCE_DB, "SELECT counterparty_id, legal_address_id FROM counterparty ORDER BY 1 LIMIT 1"
+    )[0]
+    with psycopg.connect(_dsn(SOURCE_DB), autocommit=True) as conn:
+        conn.execute(
+            "UPDATE address SET city = 'Newtown', last_updated = '2025-02-25 15:10:00' WHERE address_id = %s",
+            (address_id,),
+        )
+
+    run_chain(pipeline, datetime(2025, 2, 25, 15, 30, tzinfo=UTC))
+
+    city = _scalar(
+        WAREHOUSE_DB,
+        "SELECT counterparty_legal_city FROM core.dim_counterparty WHERE counterparty_id = %s",
+        (counterparty_id,),
+    )
+    assert city == "Newtown"
+    assert _scalar(
+        WAREHOUSE_DB, "SELECT city FROM core.dim_location WHERE location_id = %s", (address_id,)
+    ) == ("Newtown")
+    assert_core_reconciles_with_source()
+
+
+def test_a_failed_quality_check_fails_the_load_and_says_which_check(pipeline):
+    # A fact version goes missing from core: the facts no longer reconcile with what was landed.
+    with psycopg.connect(_dsn(WAREHOUSE_DB), autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM core.fact_payment WHERE payment_record_id = (SELECT max(payment_record_id) "
+            "FROM core.fact_payment)"
+        )
+
+    result = pipeline["totesys_load"].test()
+
+    states = {ti.task_id: ti.state for ti in result.get_task_instances()}
+    assert result.state == "failed"
+    assert states["quality_checks.reconcile_fact_payment"] == "failed"
+    assert states["quality_checks.reconcile_fact_sales_order"] == "success"
+    assert states["publish_marts"] != "success"  # nothing is published from a warehouse that fails its checks
+    error = _scalar(
+        WAREHOUSE_DB,
+        "SELECT error FROM etl.task_log WHERE dag_id = 'totesys_load' AND run_id = %s "
+        "AND task_id = 'quality_checks.reconcile_fact_payment'",
+        (result.run_id,),
+    )
+    assert "Test failed" in error and "fact_payment" in error

@@ -26,8 +26,16 @@ def dag_tasks(dags_folder: str | None = None) -> list[tuple[str, str]]:
     return [(dag.dag_id, task_id) for dag in bag.dags.values() for task_id in dag.task_ids]
 
 
+def _cell(value: object, width: int = 100) -> str:
+    """One line per row: multi-line errors show their first line (the full text is in the table)."""
+    if value is None:
+        return ""
+    text = str(value).strip().splitlines()[0] if str(value).strip() else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]

@@ -8,7 +8,7 @@ Every state change commits together with the records that justify it.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,12 +52,12 @@ class Ledger:
         stored: StoredObject | None,
         rows: int,
         mode: str | None = None,
-        row_versions: pa.Table | None = None,
+        row_versions: Iterable[pa.RecordBatch] | None = None,
         advance_state: bool = True,
     ) -> None:
         """Record a landed object (if any rows), its row versions, and move the table's state.
 
-        ``row_versions`` has columns ``row_key``, ``row_hash``, ``last_updated``.
+        ``row_versions``: batches with columns ``row_key``, ``row_hash``, ``last_updated``.
         """
         with self.store.transaction() as cur:
             if stored is not None:
@@ -78,7 +78,7 @@ class Ledger:
                         run_id,
                     ),
                 )
-            if stored is not None and row_versions is not None and row_versions.num_rows:
+            if stored is not None and row_versions is not None:
                 self._upsert_row_versions(cur, source, table_name, stored.key, row_versions)
             if advance_state:
                 cur.execute(
@@ -90,15 +90,31 @@ class Ledger:
                 )
 
     @staticmethod
-    def _upsert_row_versions(cur, source: str, table_name: str, key: str, versions: pa.Table) -> None:
+    def _upsert_row_versions(
+        cur, source: str, table_name: str, key: str, batches: Iterable[pa.RecordBatch]
+    ) -> None:
         cur.execute(
             "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
             "ON COMMIT DROP"
         )
-        buffer = io.BytesIO()
-        pacsv.write_csv(versions.select(["row_key", "row_hash", "last_updated"]), buffer)
-        with cur.copy("COPY incoming_version FROM STDIN WITH (FORMAT csv, HEADER true)") as copy:
-            copy.write(buffer.getvalue())
+        with cur.copy("COPY incoming_version FROM STDIN WITH (FORMAT csv)") as copy:
+            for batch in batches:
+                buffer = io.BytesIO()
+                pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
+                copy.write(buffer.getbuffer())
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s)",
+            (source, table_name),
+        )
+        if not cur.fetchone()[0]:
+            # A table's first landing (a full snapshot, one row per key): no conflicts to resolve.
+            cur.execute(
+                "INSERT INTO etl.row_version "
+                "(source, table_name, row_key, row_hash, last_updated, landed_key) "
+                "SELECT %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version",
+                (source, table_name, key),
+            )
+            return
         # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
         cur.execute(
             "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "

@@ -32,6 +32,7 @@ ROW_HASH = "_row_hash"
 # A row version's identity, as the source computes it over the whole row (alias ``t``).
 ROW_HASH_SQL = sql.SQL("md5(ROW(t.*)::text)")
 BLOCK_SIZE = 8 << 20  # bytes of CSV per pyarrow batch: bounds memory per table
+VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per COPY batch
 
 
 @dataclass(frozen=True)
@@ -65,25 +66,37 @@ def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.D
 
 
 class _CopyStream(io.RawIOBase):
-    """A readable file over psycopg's COPY TO STDOUT chunks, so pyarrow can pull as it parses."""
+    """A readable file over psycopg's COPY TO STDOUT chunks, so pyarrow can pull as it parses.
+
+    psycopg hands out one chunk per row; each ``readinto`` fills the caller's whole buffer from as
+    many chunks as fit, so pyarrow reads in large blocks rather than row by row.
+    """
 
     def __init__(self, chunks: Iterator[Any]) -> None:
         self._chunks = chunks
-        self._pending = b""
+        self._pending = memoryview(b"")
+        self._done = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self._pending:
-            try:
-                self._pending = bytes(next(self._chunks))
-            except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+        target = memoryview(buffer).cast("B")
+        filled = 0
+        while filled < len(target):
+            if not self._pending:
+                if self._done:
+                    break
+                try:
+                    self._pending = memoryview(next(self._chunks)).cast("B")
+                except StopIteration:
+                    self._done = True
+                    break
+            size = min(len(target) - filled, len(self._pending))
+            target[filled : filled + size] = self._pending[:size]
+            self._pending = self._pending[size:]
+            filled += size
+        return filled
 
 
 class PostgresTableExtractOperator(BaseOperator):
@@ -160,26 +173,24 @@ class PostgresTableExtractOperator(BaseOperator):
             local = Path(tmp) / f"{spec.name}.parquet"
             rows = self._copy_to_parquet(hook, spec, condition, params, local)
             stored = None
-            versions = None
             if rows:
                 digest = file_sha256(local)
                 key = content_key(self._prefix(spec, window), spec.name, digest, ".parquet")
                 stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
-                versions = self._row_versions(local, spec)
                 self.log.info(
                     "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
                 )
-        Ledger().record_landing(
-            source=self.source,
-            table_name=spec.name,
-            window=window,
-            run_id=context["run_id"],
-            stored=stored,
-            rows=rows,
-            mode=mode,
-            row_versions=versions,
-            advance_state=advance_state,
-        )
+            Ledger().record_landing(
+                source=self.source,
+                table_name=spec.name,
+                window=window,
+                run_id=context["run_id"],
+                stored=stored,
+                rows=rows,
+                mode=mode,
+                row_versions=self._row_versions(local, spec) if rows else None,
+                advance_state=advance_state,
+            )
         report_rows(context, rows_in=rows, rows_out=rows)
         return {
             "table": spec.name,
@@ -242,15 +253,15 @@ class PostgresTableExtractOperator(BaseOperator):
         )
 
     @staticmethod
-    def _row_versions(path: Path, spec: TableSpec) -> pa.Table:
-        table = pq.read_table(path, columns=[spec.key, ROW_HASH, spec.cursor])
-        return pa.table(
-            {
-                "row_key": pc.cast(table[spec.key], pa.string()),
-                "row_hash": table[ROW_HASH],
-                "last_updated": table[spec.cursor],
-            }
-        )
+    def _row_versions(path: Path, spec: TableSpec) -> Iterator[pa.RecordBatch]:
+        """Each landed row's key, hash and cursor, batch by batch (bounded memory)."""
+        for batch in pq.ParquetFile(path).iter_batches(
+            batch_size=VERSION_BATCH_ROWS, columns=[spec.key, ROW_HASH, spec.cursor]
+        ):
+            yield pa.record_batch(
+                [pc.cast(batch.column(0), pa.string()), batch.column(1), batch.column(2)],
+                names=["row_key", "row_hash", "last_updated"],
+            )
 
 
 def _write_parquet(stream: io.RawIOBase, schema: pa.Schema, path: Path) -> int:

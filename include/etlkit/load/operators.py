@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import io
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
@@ -13,6 +15,8 @@ from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
 from include.etlkit.storage import ImmutableStore
+
+LOAD_BATCH_ROWS = 100_000  # rows per COPY batch: bounds memory whatever an object's size
 
 
 class LoadProcessedOperator(BaseOperator):
@@ -51,22 +55,27 @@ class LoadProcessedOperator(BaseOperator):
         store = ImmutableStore(self.aws_conn_id)
         merged: dict[str, int] = {}
         rows_in = 0
-        for spec in self.tables:
-            for obj in (o for o in pending if o.table_name == spec.name):
-                rows = pq.read_table(io.BytesIO(store.get_bytes(obj.bucket, obj.key)))
-                warehouse.ensure_landing(spec, rows.schema)
-                changed = warehouse.load(spec, rows, load_id=obj.key)
-                ledger.mark_loaded([obj], context["run_id"])
-                rows_in += rows.num_rows
-                merged[spec.name] = merged.get(spec.name, 0) + changed
-                self.log.info(
-                    "%s: %d rows from s3://%s/%s, %d merged into core",
-                    spec.name,
-                    rows.num_rows,
-                    obj.bucket,
-                    obj.key,
-                    changed,
-                )
+        with tempfile.TemporaryDirectory(prefix="load-") as tmp:
+            for spec in self.tables:
+                for obj in (o for o in pending if o.table_name == spec.name):
+                    local = store.download(obj.bucket, obj.key, Path(tmp) / "object.parquet")
+                    parquet = pq.ParquetFile(local)
+                    warehouse.ensure_landing(spec, parquet.schema_arrow)
+                    reader = pa.RecordBatchReader.from_batches(
+                        parquet.schema_arrow, parquet.iter_batches(batch_size=LOAD_BATCH_ROWS)
+                    )
+                    changed = warehouse.load(spec, reader, load_id=obj.key)
+                    ledger.mark_loaded([obj], context["run_id"])
+                    rows_in += parquet.metadata.num_rows
+                    merged[spec.name] = merged.get(spec.name, 0) + changed
+                    self.log.info(
+                        "%s: %d rows from s3://%s/%s, %d merged into core",
+                        spec.name,
+                        parquet.metadata.num_rows,
+                        obj.bucket,
+                        obj.key,
+                        changed,
+                    )
         if not pending:
             self.log.info("nothing processed and not yet loaded for %s", self.source)
         report_rows(context, rows_in=rows_in, rows_out=sum(merged.values()))

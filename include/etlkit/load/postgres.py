@@ -111,13 +111,16 @@ class PostgresWarehouse:
         finally:
             conn.close()
 
-    def load(self, spec: TableLoad, rows: pa.Table, load_id: str) -> int:
-        """Land ``rows`` and merge them into core in one transaction; returns core rows inserted/updated."""
+    def load(self, spec: TableLoad, rows: pa.Table | pa.RecordBatchReader, load_id: str) -> int:
+        """Land ``rows`` and merge them into core in one transaction; returns core rows inserted/updated.
+
+        ``rows`` may be a reader of record batches: it is COPYed batch by batch, so memory stays
+        bounded by the batch size, not by the object's size.
+        """
         landing = sql.Identifier(spec.landing_schema, spec.name)
         names = rows.schema.names
         column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-        buffer = io.BytesIO()
-        pacsv.write_csv(rows, buffer, write_options=pacsv.WriteOptions(include_header=False))
+        batches = rows.to_batches() if isinstance(rows, pa.Table) else rows
         conn = self._connect()
         try:
             with conn.cursor() as cur:
@@ -136,7 +139,10 @@ class PostgresWarehouse:
                 with cur.copy(
                     sql.SQL("COPY incoming ({}) FROM STDIN WITH (FORMAT csv)").format(column_list)
                 ) as copy:
-                    copy.write(buffer.getvalue())
+                    for batch in batches:
+                        buffer = io.BytesIO()
+                        pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
+                        copy.write(buffer.getbuffer())
                 cur.execute(
                     sql.SQL(
                         "INSERT INTO {} ({cols}, {lid}) SELECT {cols}, %s FROM incoming ORDER BY _ordinal"

@@ -88,8 +88,8 @@ CREATE TABLE IF NOT EXISTS core.dim_payment_type (
 -- so two different versions can share a last_updated. row_hash is the MD5 of the fact row's
 -- business columns (computed by include.etlkit.totesys.model, last_updated included): a new
 -- version of a row always gets a new fact row, and re-loading a version already loaded is a no-op
--- (INSERT ... ON CONFLICT DO NOTHING). The current version of a source row is its fact row with
--- the largest record id.
+-- (INSERT ... ON CONFLICT DO NOTHING). The current version of a source row is its fact row with the
+-- latest last_updated (date, time), then the largest record id: see the mart.current_* views.
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS core.fact_sales_order (

@@ -1,0 +1,536 @@
+"""Benchmark: N totesys-shaped ``sales_order`` rows through the extract and load paths; prints a table.
+
+``python -m bench.run [--rows N]`` (``make bench``; default 1,000,000 rows). A figure, never a
+test: it measures and prints, it does not pass or fail on speed.
+
+What it does, and why that way:
+
+- Everything it touches is its own and thrown away at the end, also on failure: a source database
+  ``bench_src_<hex>``, a warehouse database ``bench_wh_<hex>`` holding the ``etl`` control tables (the
+  extract's ledger writes are part of what is measured, and must never reach the real control plane),
+  and a bucket ``bench-<hex>`` on the local S3 server. The bench's own Airflow connections
+  (``bench_source``, ``bench_warehouse``, ``bench_s3``, and ``etl_control`` overridden) point at them.
+- The rows are generated inside PostgreSQL (``INSERT ... SELECT ... FROM generate_series``) into the
+  ``sales_order`` DDL of ``sql/postgres/totesys/source.sql``, so the column types are the source's.
+  The table is then vacuumed: the first reader of fresh rows pays for setting hint bits, which would
+  otherwise be charged to whichever step happens to run first.
+- Each step runs in a fresh Python process, so its peak memory is its own. The peak is the process's
+  ``VmHWM`` (high-water RSS of its own address space), not ``getrusage().ru_maxrss``: on Linux a
+  child started by fork/vfork + exec inherits the parent's ``ru_maxrss``, so that figure would show
+  this driver's footprint instead of the step's. Imports and set-up happen before the clock starts;
+  the RSS at that moment is reported too, so ``peak - start`` is what the step itself needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
+
+from include.etlkit.paths import sql_file
+from infra.local import settings
+
+DEFAULT_ROWS = 1_000_000
+TABLE = "sales_order"
+KEY = "sales_order_id"
+SOURCE = "bench"  # the ledger's source name and the first part of landed keys
+SOURCE_CONN_ID = "bench_source"
+WAREHOUSE_CONN_ID = "bench_warehouse"
+S3_CONN_ID = "bench_s3"
+CONTROL_CONN_ID = "etl_control"  # the name ControlStore and the Ledger always use
+
+# The team's reference figures for 1M totesys-shaped rows (DESIGN.md, "Speed, measured here"), copied
+# here because the project never reads ../shared at run time. Shown beside each step for context.
+REFERENCE = {
+    "copy_plain": "COPY (SELECT ...) ~1.1 s",
+    "copy": "",
+    "extract": "~2.0 s, ~270 MB (COPY→Parquet part)",
+    "pandas": "~11.5 s, ~1.2 GB",
+    "load": "(no figure)",
+}
+REFERENCE_OTHER = "dlt pyarrow sql_table ~17 s (not measured here)"
+
+# Generated rows: deterministic (same data every run) and shaped like the totesys dumps: millisecond
+# timestamps, text 'YYYY-MM-DD' dates, 2-decimal prices of 2.00-399.99, ids within small dimensions.
+GENERATE_SQL = """
+INSERT INTO sales_order (
+    sales_order_id, created_at, last_updated, design_id, staff_id, counterparty_id, units_sold,
+    unit_price, currency_id, agreed_delivery_date, agreed_payment_date, agreed_delivery_location_id
+)
+SELECT g, c.created, c.created + (g % 5) * interval '1 day 3 hours 17.341 seconds',
+       1 + (g * 7) % 400, 1 + (g * 11) % 20, 1 + (g * 13) % 20, 1000 + (g * 7919) % 99001,
+       ((200 + (g * 104729) % 39800) / 100.0)::numeric(10, 2), 1 + g % 3,
+       to_char(c.created::date + (2 + g % 7)::int, 'YYYY-MM-DD'),
+       to_char(c.created::date + (3 + g % 8)::int, 'YYYY-MM-DD'),
+       1 + (g * 17) % 30
+FROM generate_series(1, {rows}::bigint) AS g,
+     -- spread over two years whatever N is (so every row is older than the run's window end)
+     LATERAL (SELECT timestamp '2022-11-03 14:20:52.186' + (g * 63072000000 / {rows}) * interval '1 ms'
+              AS created) AS c
+"""
+
+# The core table the load merges into: the landed columns, one row per (key, row version).
+CORE_DDL = """
+CREATE SCHEMA IF NOT EXISTS landing;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE TABLE core.sales_order (
+    sales_order_id              integer        NOT NULL,
+    created_at                  timestamp      NOT NULL,
+    last_updated                timestamp      NOT NULL,
+    design_id                   integer        NOT NULL,
+    staff_id                    integer        NOT NULL,
+    counterparty_id             integer        NOT NULL,
+    units_sold                  integer        NOT NULL,
+    unit_price                  numeric(10, 2) NOT NULL,
+    currency_id                 integer        NOT NULL,
+    agreed_delivery_date        text           NOT NULL,
+    agreed_payment_date         text           NOT NULL,
+    agreed_delivery_location_id integer        NOT NULL,
+    _row_hash                   text           NOT NULL,
+    UNIQUE (sales_order_id, _row_hash)
+);
+"""
+
+
+class BenchError(RuntimeError):
+    """A step failed; the message carries the end of its output."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a step process needs to know: passed to it as JSON."""
+
+    rows: int
+    source_db: str
+    warehouse_db: str
+    bucket: str
+    workdir: str
+    landed_key: str | None = None  # set once the extract has landed its object
+
+
+@dataclass(frozen=True)
+class BenchTaskInstance:
+    """The few task-instance attributes the operator reads (row accounting keys on them)."""
+
+    dag_id: str = "bench"
+    task_id: str = "land_sales_order"
+    run_id: str = "bench__manual"
+    map_index: int = -1
+    try_number: int = 1
+
+
+# -- the steps: each prepares in its own process, then returns the work the clock measures ---------
+
+Work = Callable[[], dict[str, Any]]
+
+
+def _conninfo(dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(
+        host=settings.PG_HOST, port=settings.PG_PORT, user=settings.PG_USER, dbname=dbname
+    )
+
+
+def _extract_operator(plan: Plan) -> Any:
+    from include.etlkit.extract.postgres import PostgresTableExtractOperator, TableSpec
+
+    return PostgresTableExtractOperator(
+        task_id="land_sales_order",
+        table=TableSpec(name=TABLE, key=KEY),
+        source=SOURCE,
+        conn_id=SOURCE_CONN_ID,
+        bucket=plan.bucket,
+        aws_conn_id=S3_CONN_ID,
+    )
+
+
+def _drain(conn: psycopg.Connection, query: sql.Composable) -> Work:
+    """Stream a ``COPY ... TO STDOUT`` and throw the bytes away: what the database side alone costs."""
+
+    def work() -> dict[str, Any]:
+        size = 0
+        try:
+            with conn.cursor() as cur, cur.copy(query) as copy:
+                for chunk in copy:
+                    size += len(chunk)
+        finally:
+            conn.close()
+        return {"csv_mb": size / 2**20}
+
+    return work
+
+
+def prepare_copy_plain(plan: Plan) -> Work:
+    """``COPY (SELECT * ...)``: the raw export speed, the figure DESIGN.md quotes for COPY."""
+    query = sql.SQL("COPY (SELECT * FROM {}) TO STDOUT WITH (FORMAT csv, HEADER true)").format(
+        sql.Identifier(TABLE)
+    )
+    drain = _drain(psycopg.connect(_conninfo(plan.source_db)), query)
+    return lambda: {"rows": plan.rows, **drain()}
+
+
+def prepare_copy(plan: Plan) -> Work:
+    """The extract's own query (row hash, ordered by key), drained: the floor under the extract path."""
+    from include.etlkit.extract.postgres import TableSpec
+
+    operator = _extract_operator(plan)
+    spec = TableSpec(name=TABLE, key=KEY)
+    conn = psycopg.connect(_conninfo(plan.source_db))
+    with conn.cursor() as cur:
+        query = operator._select(spec, operator._columns(cur, spec), sql.SQL("t.last_updated < now()"))
+    drain = _drain(conn, query)
+    return lambda: {"rows": plan.rows, **drain()}
+
+
+def prepare_extract(plan: Plan) -> Work:
+    """``PostgresTableExtractOperator.execute``: a first run, so a full snapshot, landed and recorded."""
+    # Imported before the clock starts: the operator imports them lazily on first use.
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+    from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+
+    operator = _extract_operator(plan)
+    end = datetime.now(UTC).replace(microsecond=0)
+    ti = BenchTaskInstance(run_id=f"bench__{end.isoformat()}")
+    context = {
+        "data_interval_start": end - timedelta(days=1),
+        "data_interval_end": end,
+        "run_id": ti.run_id,
+        "ti": ti,
+    }
+
+    def work() -> dict[str, Any]:
+        result = operator.execute(context)
+        return {"rows": result["rows"], "key": result["key"], "mode": result["mode"]}
+
+    return work
+
+
+def prepare_pandas(plan: Plan) -> Work:
+    """The naive path for comparison: the whole table into a DataFrame, then one Parquet file."""
+    import pandas as pd
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/"
+        f"{plan.source_db}"
+    )
+    path = Path(plan.workdir) / "pandas.parquet"
+
+    def work() -> dict[str, Any]:
+        frame = pd.read_sql(f"SELECT * FROM {TABLE}", engine)
+        frame.to_parquet(path)
+        engine.dispose()
+        return {"rows": len(frame), "parquet_mb": path.stat().st_size / 2**20}
+
+    return work
+
+
+def prepare_load(plan: Plan) -> Work:
+    """The landed object, from S3 to ``landing.sales_order`` and merged into ``core`` as versions."""
+    import pyarrow.parquet as pq
+
+    from include.etlkit.extract.postgres import ROW_HASH
+    from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
+    from include.etlkit.storage import ImmutableStore
+
+    if plan.landed_key is None:
+        raise BenchError("the load step needs the object the extract step landed")
+    # The S3 client is created inside the timed work, as each task process does (the extract's too).
+    store = ImmutableStore(S3_CONN_ID)
+    warehouse = PostgresWarehouse(WAREHOUSE_CONN_ID)
+    spec = TableLoad(name=TABLE, key=(KEY, ROW_HASH), merge="versions")
+    local = Path(plan.workdir) / "landed.parquet"
+
+    def work() -> dict[str, Any]:
+        store.download(plan.bucket, plan.landed_key, local)
+        rows = pq.read_table(local)
+        warehouse.ensure_landing(spec, rows.schema)
+        merged = warehouse.load(spec, rows, load_id=plan.landed_key)
+        return {"rows": rows.num_rows, "merged": merged}
+
+    return work
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured path: ``prepare`` runs in the step's own process and returns the timed work."""
+
+    name: str
+    label: str
+    prepare: Callable[[Plan], Work]
+
+
+STEPS = {
+    step.name: step
+    for step in (
+        Step("copy_plain", "COPY (SELECT *) TO STDOUT, discarded", prepare_copy_plain),
+        Step("copy", "COPY (extract query) TO STDOUT, discarded", prepare_copy),
+        Step("extract", "extract: operator.execute → S3 + ledger", prepare_extract),
+        Step("pandas", "naive: pandas read_sql + to_parquet", prepare_pandas),
+        Step("load", "load: S3 Parquet → landing → core", prepare_load),
+    )
+}
+
+
+def _status_mb(field: str) -> float:
+    """A ``/proc/self/status`` memory figure (``VmRSS``, ``VmHWM``) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(f"{field} not in /proc/self/status")
+
+
+def run_step_here(name: str, plan_path: Path, result_path: Path) -> None:
+    """Inside the step's process: prepare, then time only the work, and write the figures as JSON."""
+    plan = Plan(**json.loads(plan_path.read_text()))
+    work = STEPS[name].prepare(plan)
+    start_mb = _status_mb("VmRSS")
+    started = time.perf_counter()
+    outcome = work()
+    seconds = time.perf_counter() - started
+    outcome |= {"seconds": seconds, "start_mb": start_mb, "peak_mb": _status_mb("VmHWM")}
+    result_path.write_text(json.dumps(outcome))
+
+
+def run_step(name: str, plan: Plan) -> dict[str, Any]:
+    """Run one step in a fresh Python process; its output is shown only if it fails."""
+    work = Path(plan.workdir)
+    plan_path, result_path = work / f"{name}.plan.json", work / f"{name}.result.json"
+    plan_path.write_text(json.dumps(asdict(plan)))
+    command = [sys.executable, "-m", "bench.run", "--step", name, str(plan_path), str(result_path)]
+    done = subprocess.run(
+        command, cwd=settings.PROJECT_ROOT, env=os.environ, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
+        raise BenchError(f"step {name} failed (exit {done.returncode}):\n{tail}")
+    return json.loads(result_path.read_text())
+
+
+# -- the throwaway source, warehouse and bucket ---------------------------------------------------
+
+
+def _admin() -> psycopg.Connection:
+    return psycopg.connect(_conninfo("postgres"), autocommit=True)
+
+
+def _postgres_uri(dbname: str) -> str:
+    return f"postgres://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/{dbname}"
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint(),
+        region_name=settings.S3_REGION,
+        aws_access_key_id=settings.S3_ACCESS_KEY,
+        aws_secret_access_key=settings.S3_SECRET_KEY,
+    )
+
+
+def sales_order_ddl() -> str:
+    """``sales_order``'s statement from the totesys source DDL, without its foreign keys.
+
+    The parent tables are not created: no step reads them, and checking a million references would
+    only slow the set-up.
+    """
+    text = sql_file("postgres", "totesys", "source.sql").read_text()
+    match = re.search(r"CREATE TABLE IF NOT EXISTS sales_order \(.*?\n\);", text, re.DOTALL)
+    if match is None:
+        raise BenchError("sales_order is not in sql/postgres/totesys/source.sql")
+    return re.sub(r"\s+REFERENCES \w+ \(\w+\)", "", match.group(0))
+
+
+@contextmanager
+def throwaway(tag: str) -> Iterator[tuple[str, str, str]]:
+    """Source and warehouse databases and a bucket that exist only for this run, and the connections.
+
+    Airflow connections are environment variables here, so the step processes inherit them.
+    """
+    source_db, warehouse_db, bucket = f"bench_src_{tag}", f"bench_wh_{tag}", f"bench-{tag}"
+    s3 = _s3_client()
+    try:
+        with _admin() as admin:
+            for name in (source_db, warehouse_db):
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
+        os.environ |= {
+            f"AIRFLOW_CONN_{SOURCE_CONN_ID.upper()}": _postgres_uri(source_db),
+            f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": _postgres_uri(warehouse_db),
+            f"AIRFLOW_CONN_{CONTROL_CONN_ID.upper()}": _postgres_uri(warehouse_db),
+            f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": settings.S3_ACCESS_KEY,
+                    "password": settings.S3_SECRET_KEY,
+                    "extra": {"endpoint_url": settings.s3_endpoint(), "region_name": settings.S3_REGION},
+                }
+            ),
+        }
+        yield source_db, warehouse_db, bucket
+    finally:
+        with suppress(Exception):
+            listing = s3.list_objects_v2(Bucket=bucket)
+            for item in listing.get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
+            s3.delete_bucket(Bucket=bucket)
+        with _admin() as admin:
+            for name in (source_db, warehouse_db):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def generate_source(source_db: str, rows: int) -> float:
+    """Create and fill ``sales_order``; returns its size in MiB."""
+    with psycopg.connect(_conninfo(source_db), autocommit=True) as conn:
+        conn.execute(sales_order_ddl())
+        conn.execute(sql.SQL(GENERATE_SQL).format(rows=sql.Literal(rows)))
+        conn.execute("SELECT setval(pg_get_serial_sequence('sales_order', 'sales_order_id'), %s)", (rows,))
+        conn.execute("VACUUM (FREEZE, ANALYZE) sales_order")  # hint bits set now, not in a step
+        (size,) = conn.execute("SELECT pg_total_relation_size('sales_order')").fetchone()
+    return size / 2**20
+
+
+def prepare_warehouse(warehouse_db: str) -> None:
+    """The control tables (the extract's ledger) and the core table the load merges into."""
+    from include.etlkit.control.store import ControlStore
+
+    ControlStore().ensure_tables()  # AIRFLOW_CONN_ETL_CONTROL names the bench warehouse here
+    with psycopg.connect(_conninfo(warehouse_db), autocommit=True) as conn:
+        conn.execute(CORE_DDL)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+def machine_facts() -> list[str]:
+    import pyarrow
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    with _admin() as admin:
+        (server,) = admin.execute("SHOW server_version").fetchone()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return [
+        f"cores: {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), {cpu}, {memory:.0f} GiB RAM",
+        f"Python {platform.python_version()}, pyarrow {pyarrow.__version__}, "
+        f"psycopg {psycopg.__version__}, PostgreSQL {server} (same machine)",
+    ]
+
+
+def format_table(results: dict[str, dict[str, Any]]) -> str:
+    header = ("step", "rows", "seconds", "rows/s", "peak MB", "start MB", "DESIGN.md, 1M rows")
+    lines = [header]
+    for name, result in results.items():
+        lines.append(
+            (
+                STEPS[name].label,
+                f"{result['rows']:,}",
+                f"{result['seconds']:.2f}",
+                f"{result['rows'] / result['seconds']:,.0f}",
+                f"{result['peak_mb']:.0f}",
+                f"{result['start_mb']:.0f}",
+                REFERENCE[name],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    numeric = range(1, 6)
+
+    def render(line: tuple[str, ...]) -> str:
+        cells = [
+            cell.rjust(width) if i in numeric else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([render(lines[0]), rule, *(render(line) for line in lines[1:])])
+
+
+def _progress(message: str) -> None:
+    print(message, flush=True)
+
+
+def bench(rows: int) -> int:
+    from infra.local.services import ensure_running
+
+    os.environ |= settings.airflow_environment()  # as under `python -m infra.local.run`
+    ensure_running(["s3"])
+    tag = uuid.uuid4().hex[:10]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as workdir, throwaway(tag) as (src, wh, bucket):
+        _progress(f"bench {tag}: source {src}, warehouse {wh}, bucket {bucket}")
+        started = time.perf_counter()
+        size_mb = generate_source(src, rows)
+        seconds = time.perf_counter() - started
+        _progress(f"generated {rows:,} {TABLE} rows in {seconds:.1f} s ({size_mb:.0f} MB)")
+        prepare_warehouse(wh)
+        plan = Plan(rows=rows, source_db=src, warehouse_db=wh, bucket=bucket, workdir=workdir)
+        for name in STEPS:
+            _progress(f"measuring {name} ...")
+            results[name] = run_step(name, plan)
+            if name == "extract":
+                plan = replace(plan, landed_key=results[name]["key"])
+        landed_mb = _s3_client().head_object(Bucket=bucket, Key=plan.landed_key)["ContentLength"] / 2**20
+
+    print()
+    print(format_table(results))
+    print()
+    for fact in machine_facts():
+        print(fact)
+    print(
+        f"source table {size_mb:.0f} MB; COPY CSV {results['copy_plain']['csv_mb']:.0f} MB; "
+        f"landed Parquet (zstd) {landed_mb:.1f} MB; pandas Parquet {results['pandas']['parquet_mb']:.1f} MB; "
+        f"rows merged into core {results['load']['merged']:,}"
+    )
+    print(f"reference also: {REFERENCE_OTHER}")
+    print(
+        "peak MB: the step process's high-water RSS (VmHWM), imports included; start MB: its RSS when "
+        "the clock started."
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows to generate (default 1,000,000)")
+    parser.add_argument("--step", nargs=3, metavar=("NAME", "PLAN", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.step:
+        name, plan_path, result_path = args.step
+        run_step_here(name, Path(plan_path), Path(result_path))
+        return 0
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    try:
+        return bench(args.rows)
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
