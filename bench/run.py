@@ -243,8 +243,6 @@ def prepare_pandas(plan: Plan) -> Work:
 
 def prepare_load(plan: Plan) -> Work:
     """The landed object, from S3 to ``landing.sales_order`` and merged into ``core`` as versions."""
-    import pyarrow.parquet as pq
-
     from include.etlkit.extract.postgres import ROW_HASH
     from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
     from include.etlkit.storage import ImmutableStore
@@ -258,11 +256,10 @@ def prepare_load(plan: Plan) -> Work:
     local = Path(plan.workdir) / "landed.parquet"
 
     def work() -> dict[str, Any]:
+        # The operator's own path: download to disk, then COPY in record batches.
         store.download(plan.bucket, plan.landed_key, local)
-        rows = pq.read_table(local)
-        warehouse.ensure_landing(spec, rows.schema)
-        merged = warehouse.load(spec, rows, load_id=plan.landed_key)
-        return {"rows": rows.num_rows, "merged": merged}
+        rows, merged = warehouse.load_parquet(spec, local, load_id=plan.landed_key)
+        return {"rows": rows, "merged": merged}
 
     return work
 

@@ -7,16 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
 from include.etlkit.storage import ImmutableStore
-
-LOAD_BATCH_ROWS = 100_000  # rows per COPY batch: bounds memory whatever an object's size
 
 
 class LoadProcessedOperator(BaseOperator):
@@ -59,19 +55,14 @@ class LoadProcessedOperator(BaseOperator):
             for spec in self.tables:
                 for obj in (o for o in pending if o.table_name == spec.name):
                     local = store.download(obj.bucket, obj.key, Path(tmp) / "object.parquet")
-                    parquet = pq.ParquetFile(local)
-                    warehouse.ensure_landing(spec, parquet.schema_arrow)
-                    reader = pa.RecordBatchReader.from_batches(
-                        parquet.schema_arrow, parquet.iter_batches(batch_size=LOAD_BATCH_ROWS)
-                    )
-                    changed = warehouse.load(spec, reader, load_id=obj.key)
+                    rows, changed = warehouse.load_parquet(spec, local, load_id=obj.key)
                     ledger.mark_loaded([obj], context["run_id"])
-                    rows_in += parquet.metadata.num_rows
+                    rows_in += rows
                     merged[spec.name] = merged.get(spec.name, 0) + changed
                     self.log.info(
                         "%s: %d rows from s3://%s/%s, %d merged into core",
                         spec.name,
-                        parquet.metadata.num_rows,
+                        rows,
                         obj.bucket,
                         obj.key,
                         changed,
