@@ -80,8 +80,12 @@ class ControlStore:
     # -- schema -----------------------------------------------------------------------------------
 
     def ensure_tables(self) -> None:
-        """Apply the control-plane DDL (idempotent)."""
-        self._run(sql_file("postgres", "control", "etl.sql").read_text())
+        """Apply the control-plane DDL (idempotent): ``etl.sql`` first, then the other files in order."""
+        first = sql_file("postgres", "control", "etl.sql")
+        others = sorted(p for p in first.parent.glob("*.sql") if p != first)
+        with self.transaction() as cur:
+            for path in (first, *others):
+                cur.execute(path.read_text())
 
     # -- etl.audit --------------------------------------------------------------------------------
 

@@ -1,0 +1,464 @@
+"""Land the files of an FTP drop in the ingestion bucket, each version of each file exactly once.
+
+A file is identified by its remote path, size and modification time (the server's MDTM clock).
+``etl.source_file`` keeps one row per version seen, with a UNIQUE constraint over that identity, so
+the database itself guarantees a version is landed once; a file re-uploaded with new content gets a
+new size or time, hence a new row and a new object. Files still being written are left alone: one
+modified within ``settle_seconds`` (and, optionally, one whose size moves between two listings
+``stable_check_seconds`` apart) is recorded as ``skipped_in_progress`` and taken by a later run.
+
+Each file streams to a local temporary file (never whole in memory) while its SHA-256 and line
+count are computed, is checked against the listed size (a file truncated, replaced or deleted
+mid-download is recorded ``failed`` and the others still land), and is created once in S3 under a
+content-addressed key (:mod:`include.etlkit.storage`), then recorded in the ledger
+(``etl.landed_object``, mode ``file``) for the transforms. Any failed file fails the task at the end,
+after every other file has landed, so Airflow's retry only has the failures left to do.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ftplib  # nosec: B402 (the drop speaks plain FTP; the connection decides the server)
+import hashlib
+import posixpath
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from include.etlkit.control.accounting import report_rows
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.store import ControlStore
+from include.etlkit.storage import ImmutableStore, StoredObject, content_key
+from include.etlkit.windows import ExtractWindow, source_clock
+
+if TYPE_CHECKING:
+    from airflow.providers.ftp.hooks.ftp import FTPHook
+
+# Files whose landed row count is their line count (minus a header line for the delimited ones).
+# Anything else (archives, spreadsheets, binaries) is landed with rows = 0: only a parser could count.
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".psv", ".txt", ".dat", ".jsonl", ".ndjson"})
+HEADER_SUFFIXES = frozenset({".csv", ".tsv", ".psv"})
+BLOCK_SIZE = 1 << 20  # bytes per FTP read: the most a download holds in memory at once
+# Errors a single transfer can raise without the whole drop being unusable.
+TRANSFER_ERRORS = (ftplib.Error, OSError, EOFError)
+
+LANDED = "landed"
+SKIPPED_IN_PROGRESS = "skipped_in_progress"
+FAILED = "failed"
+
+
+class FtpExtractError(RuntimeError):
+    """The FTP drop could not be read, or some of its files could not be landed (see the message)."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One version of a remote file: its identity is (path, size, modified_at)."""
+
+    path: str
+    size: int
+    modified_at: datetime  # naive UTC, as the server reports it (MDTM)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def version(self) -> tuple[str, int, datetime]:
+        return (self.path, self.size, self.modified_at)
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    size: int
+    sha256: str
+    lines: int
+
+
+class SourceFileLedger:
+    """``etl.source_file``: which versions of which remote files were landed, skipped or failed."""
+
+    def __init__(self, store: ControlStore | None = None) -> None:
+        self.store = store or ControlStore()
+
+    def landed_versions(self, source: str, paths: Sequence[str]) -> set[tuple[str, int, datetime]]:
+        rows = self.store._run(
+            "SELECT remote_path, size, modified_at FROM etl.source_file "
+            "WHERE source = %s AND remote_path = ANY(%s) AND status = 'landed'",
+            (source, list(paths)),
+            fetch=True,
+        )
+        return {(path, size, modified_at) for path, size, modified_at in rows or []}
+
+    def record(
+        self,
+        source: str,
+        remote: RemoteFile,
+        status: str,
+        run_id: str,
+        *,
+        reason: str | None = None,
+        stored: StoredObject | None = None,
+    ) -> None:
+        """Insert or update the version's row; a row already ``landed`` is never changed."""
+        self.store._run(
+            "INSERT INTO etl.source_file AS f (source, remote_path, size, modified_at, sha256, status, "
+            "landed_bucket, landed_key, reason, run_id, landed_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "CASE WHEN %s = 'landed' THEN now() END) "
+            "ON CONFLICT (source, remote_path, size, modified_at) DO UPDATE SET "
+            "sha256 = EXCLUDED.sha256, status = EXCLUDED.status, landed_bucket = EXCLUDED.landed_bucket, "
+            "landed_key = EXCLUDED.landed_key, reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, "
+            "landed_at = EXCLUDED.landed_at, updated_at = now() "
+            "WHERE f.status <> 'landed'",
+            (
+                source,
+                remote.path,
+                remote.size,
+                remote.modified_at,
+                stored.sha256 if stored else None,
+                status,
+                stored.bucket if stored else None,
+                stored.key if stored else None,
+                reason,
+                run_id,
+                status,
+            ),
+        )
+
+
+def count_rows(name: str, lines: int) -> int:
+    """Landed rows of a text file: its lines, less the header of a delimited file; 0 otherwise.
+
+    Lines, not parsed records: a quoted CSV field spanning lines counts once per line. The count is
+    for the task log and the ledger, not a contract; the transforms parse the file properly.
+    """
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in TEXT_SUFFIXES:
+        return 0
+    return max(lines - 1, 0) if suffix in HEADER_SUFFIXES else lines
+
+
+class FtpFileExtractOperator(BaseOperator):
+    """Land every settled file of an FTP directory matching ``pattern`` that is not landed yet.
+
+    :param ftp_conn_id: the Airflow FTP connection (passive mode unless its extra says otherwise).
+    :param remote_dir: the directory on the server to take files from (not recursive).
+    :param pattern: an ``fnmatch`` pattern for the file names to take, e.g. ``"sales_*.csv"``
+        (case-sensitive; other files are ignored and not recorded).
+    :param source: the source name: the first part of every landed key and of the ledger's records.
+    :param name: the feed name: the second part of the key, the ledger's ``table_name``.
+    :param bucket: the ingestion bucket (templated; e.g. ``{{ var.value.ingestion_bucket }}``).
+    :param aws_conn_id: the Airflow connection of S3.
+    :param settle_seconds: a file modified less than this long ago (MDTM against UTC now) is taken
+        to be still being written and is left for a later run.
+    :param stable_check_seconds: when positive, the candidates are listed again this many seconds
+        later and a file whose size or time moved is left for a later run (for writers that keep
+        the modification time unchanged, or servers whose clock is not to be trusted).
+    :param timeout: seconds before a silent FTP control or data connection is given up.
+    """
+
+    template_fields: Sequence[str] = ("bucket", "remote_dir", "pattern")
+    ui_color = "#e8f0d8"
+
+    def __init__(
+        self,
+        *,
+        ftp_conn_id: str,
+        remote_dir: str,
+        pattern: str,
+        source: str,
+        name: str,
+        bucket: str,
+        aws_conn_id: str = "aws_default",
+        settle_seconds: float = 60,
+        stable_check_seconds: float = 0,
+        timeout: float = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if settle_seconds < 0 or stable_check_seconds < 0:
+            raise ValueError("settle_seconds and stable_check_seconds cannot be negative")
+        self.ftp_conn_id = ftp_conn_id
+        self.remote_dir = remote_dir
+        self.pattern = pattern
+        self.source = source
+        self.name = name
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.settle_seconds = settle_seconds
+        self.stable_check_seconds = stable_check_seconds
+        self.timeout = timeout
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        run_id = context["run_id"]
+        window = ExtractWindow(None, source_clock(context["data_interval_end"]))
+        files = SourceFileLedger()
+        summary: dict[str, list[Any]] = {
+            LANDED: [],
+            SKIPPED_IN_PROGRESS: [],
+            "already_landed": [],
+            FAILED: [],
+        }
+        hook = self.get_hook()
+        try:
+            self._connect(hook)
+            seen = self._list(hook)
+            self.log.info(
+                "%d file(s) in %s match %r on %s", len(seen), self.remote_dir, self.pattern, self.ftp_conn_id
+            )
+            done = files.landed_versions(self.source, [f.path for f in seen]) if seen else set()
+            candidates = []
+            for remote in seen:
+                if remote.version in done:
+                    summary["already_landed"].append(remote.path)
+                    continue
+                reason = self._unsettled(remote)
+                if reason:
+                    self._skip(files, remote, reason, run_id, summary)
+                else:
+                    candidates.append(remote)
+            for remote, reason in self._unstable(hook, candidates):
+                self._skip(files, remote, reason, run_id, summary)
+            unstable = set(summary[SKIPPED_IN_PROGRESS])
+            to_land = [f for f in candidates if f.path not in unstable]
+
+            with tempfile.TemporaryDirectory(prefix=f"ftp-{self.name}-") as tmp:
+                for index, remote in enumerate(to_land):
+                    local = Path(tmp) / f"{index:06d}{PurePosixPath(remote.name).suffix}"
+                    try:
+                        download = self._download(hook, remote, local)
+                    except FtpExtractError as exc:
+                        self.log.error("failed %s: %s", remote.path, exc)
+                        files.record(self.source, remote, FAILED, run_id, reason=str(exc))
+                        summary[FAILED].append({"path": remote.path, "reason": str(exc)})
+                        continue
+                    try:
+                        summary[LANDED].append(self._land(files, remote, download, window, run_id))
+                    finally:
+                        local.unlink(missing_ok=True)
+        finally:
+            self._close(hook)
+
+        report_rows(
+            context, rows_in=len(seen), rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED])
+        )
+        self.log.info(
+            "%s/%s: %d landed, %d left in progress, %d already landed, %d failed",
+            self.source,
+            self.name,
+            *(len(summary[k]) for k in (LANDED, SKIPPED_IN_PROGRESS, "already_landed", FAILED)),
+        )
+        if summary[FAILED]:
+            details = "; ".join(f"{f['path']}: {f['reason']}" for f in summary[FAILED])
+            raise FtpExtractError(
+                f"{len(summary[FAILED])} of {len(seen)} file(s) in {self.remote_dir} could not be landed "
+                f"({len(summary[LANDED])} landed, {len(summary['already_landed'])} already landed, "
+                f"{len(summary[SKIPPED_IN_PROGRESS])} left in progress); a retry takes them again: "
+                f"{details}"
+            )
+        return summary
+
+    def get_hook(self) -> FTPHook:
+        from airflow.providers.ftp.hooks.ftp import FTPHook
+
+        return FTPHook(ftp_conn_id=self.ftp_conn_id)
+
+    # -- the connection ---------------------------------------------------------------------------
+
+    def _connect(self, hook: FTPHook) -> ftplib.FTP:
+        """Open (or reuse) the hook's connection; every way it can fail says which server and why."""
+        if hook.conn is not None:
+            return hook.conn
+        where = self._where(hook)
+        try:
+            conn = hook.get_conn()
+        except ftplib.error_perm as exc:  # 530: a refused login
+            self._close(hook)
+            raise FtpExtractError(f"FTP server {where} refused the login: {exc}") from exc
+        except TRANSFER_ERRORS as exc:
+            self._close(hook)
+            raise FtpExtractError(f"cannot reach FTP server {where}: {exc}") from exc
+        if self.timeout:
+            # The hook connects without a timeout; from here a silent server cannot hang the task.
+            conn.timeout = self.timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(self.timeout)
+        return conn
+
+    def _where(self, hook: FTPHook) -> str:
+        conn = hook.get_connection(self.ftp_conn_id)
+        port = conn.port or ftplib.FTP_PORT
+        return f"{conn.host}:{port} (connection {self.ftp_conn_id!r}, user {conn.login!r})"
+
+    @staticmethod
+    def _close(hook: FTPHook) -> None:
+        """Drop the hook's connection, politely if it still answers (the next call reconnects)."""
+        conn, hook.conn = hook.conn, None
+        if conn is None:
+            return
+        try:
+            if conn.sock is not None:
+                conn.quit()
+        except TRANSFER_ERRORS:
+            conn.close()
+
+    # -- listing ----------------------------------------------------------------------------------
+
+    def _list(self, hook: FTPHook) -> list[RemoteFile]:
+        """The matching regular files of ``remote_dir`` with their size and time, oldest first."""
+        try:
+            entries = hook.list_directory(self.remote_dir)
+        except ftplib.error_perm as exc:
+            if "no files" in str(exc).lower():  # some servers answer an empty NLST with 550
+                return []
+            raise FtpExtractError(f"cannot list {self.remote_dir!r} on {self.ftp_conn_id!r}: {exc}") from exc
+        except TRANSFER_ERRORS as exc:
+            raise FtpExtractError(f"cannot list {self.remote_dir!r} on {self.ftp_conn_id!r}: {exc}") from exc
+        # Servers answer NLST with bare names or with paths: the name is what the pattern matches.
+        names = sorted({posixpath.basename(e.rstrip("/")) for e in entries} - {"", ".", ".."})
+        files = []
+        for name in names:
+            if not fnmatch.fnmatchcase(name, self.pattern):
+                continue
+            remote = self._stat(hook, posixpath.join(self.remote_dir, name))
+            if remote is not None:
+                files.append(remote)
+        return sorted(files, key=lambda f: (f.modified_at, f.path))
+
+    def _stat(self, hook: FTPHook, path: str) -> RemoteFile | None:
+        """Size and MDTM time of ``path``; None for a directory or a file gone since the listing."""
+        try:
+            hook.get_conn().voidcmd("TYPE I")  # SIZE is refused in ASCII mode, which NLST leaves on
+            size = hook.get_size(path)
+            modified_at = hook.get_mod_time(path)
+        except ftplib.error_perm as exc:
+            self.log.info("ignoring %s: %s", path, exc)
+            return None
+        except TRANSFER_ERRORS as exc:
+            raise FtpExtractError(f"cannot read the size and time of {path!r}: {exc}") from exc
+        if size is None:
+            return None
+        return RemoteFile(path, size, modified_at)
+
+    def _unsettled(self, remote: RemoteFile) -> str | None:
+        age = datetime.now(UTC).replace(tzinfo=None) - remote.modified_at
+        if age < timedelta(seconds=self.settle_seconds):
+            return (
+                f"modified {age.total_seconds():.0f}s ago (at {remote.modified_at:%Y-%m-%d %H:%M:%S} UTC), "
+                f"less than settle_seconds={self.settle_seconds:g}: still being written?"
+            )
+        return None
+
+    def _unstable(self, hook: FTPHook, candidates: Sequence[RemoteFile]) -> Iterable[tuple[RemoteFile, str]]:
+        """The candidates whose size or time moved over ``stable_check_seconds``, with why."""
+        if not self.stable_check_seconds or not candidates:
+            return
+        time.sleep(self.stable_check_seconds)
+        for remote in candidates:
+            again = self._stat(hook, remote.path)
+            if again is None:
+                yield remote, f"disappeared within stable_check_seconds={self.stable_check_seconds:g}"
+            elif again.version != remote.version:
+                yield (
+                    remote,
+                    (
+                        f"changed within stable_check_seconds={self.stable_check_seconds:g} "
+                        f"(size {remote.size} -> {again.size}, modified {remote.modified_at} -> "
+                        f"{again.modified_at}): still being written?"
+                    ),
+                )
+
+    def _skip(
+        self, files: SourceFileLedger, remote: RemoteFile, reason: str, run_id: str, summary: dict
+    ) -> None:
+        self.log.info("leaving %s for a later run: %s", remote.path, reason)
+        files.record(self.source, remote, SKIPPED_IN_PROGRESS, run_id, reason=reason)
+        summary[SKIPPED_IN_PROGRESS].append(remote.path)
+
+    # -- landing ----------------------------------------------------------------------------------
+
+    def _download(self, hook: FTPHook, remote: RemoteFile, local: Path) -> Download:
+        """Stream ``remote`` to ``local``, hashing and counting lines as blocks arrive."""
+        digest = hashlib.sha256()
+        state = {"size": 0, "lines": 0, "last": b"\n"}
+
+        with local.open("wb") as out:
+
+            def write(block: bytes) -> None:
+                out.write(block)
+                digest.update(block)
+                state["size"] += len(block)
+                state["lines"] += block.count(b"\n")
+                state["last"] = block[-1:]
+
+            try:
+                self._connect(hook)
+                hook.retrieve_file(remote.path, None, callback=write, block_size=BLOCK_SIZE)
+            except TRANSFER_ERRORS as exc:
+                if not isinstance(exc, ftplib.error_perm):
+                    self._close(hook)  # the connection may be half-way through a transfer: start afresh
+                raise FtpExtractError(
+                    f"download failed after {state['size']} of {remote.size} bytes: {exc}"
+                ) from exc
+        if state["size"] != remote.size:
+            raise FtpExtractError(
+                f"downloaded {state['size']} bytes but the listing said {remote.size}: the file changed "
+                "or was removed during the download"
+            )
+        # A last line without its newline is still a line.
+        lines = state["lines"] + (1 if state["size"] and state["last"] != b"\n" else 0)
+        return Download(local, state["size"], digest.hexdigest(), lines)
+
+    def _land(
+        self,
+        files: SourceFileLedger,
+        remote: RemoteFile,
+        download: Download,
+        window: ExtractWindow,
+        run_id: str,
+    ) -> dict[str, Any]:
+        """Create the object once, then record it: a retry after a crash finds the same key."""
+        name = PurePosixPath(remote.name)
+        key = content_key(
+            f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}", name.stem, download.sha256, name.suffix
+        )
+        stored = ImmutableStore(self.aws_conn_id).put_file(
+            self.bucket, key, download.path, sha256=download.sha256
+        )
+        rows = count_rows(remote.name, download.lines)
+        Ledger().record_landing(
+            source=self.source,
+            table_name=self.name,
+            window=window,
+            run_id=run_id,
+            stored=stored,
+            rows=rows,
+            mode="file",
+            advance_state=False,
+        )
+        files.record(self.source, remote, LANDED, run_id, stored=stored)
+        self.log.info(
+            "%s %s -> %s (%d bytes, %d rows)",
+            "landed" if stored.created else "already in the bucket:",
+            remote.path,
+            stored.uri,
+            download.size,
+            rows,
+        )
+        return {
+            "path": remote.path,
+            "key": stored.key,
+            "sha256": stored.sha256,
+            "size": download.size,
+            "rows": rows,
+        }

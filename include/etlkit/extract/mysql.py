@@ -1,0 +1,394 @@
+"""Land one MySQL / MariaDB table's new and changed rows in the ingestion bucket, as Parquet.
+
+The MySQL sibling of :mod:`include.etlkit.extract.postgres`: same windows
+(:mod:`include.etlkit.windows`), same content-addressed, create-once objects
+(:mod:`include.etlkit.storage`), same ledger records. The rows stream through a server-side cursor
+(``SSCursor``) read with ``fetchmany``; each chunk becomes one Arrow record batch typed from
+``information_schema.columns`` and one Parquet row group on local disk, so memory is bounded by the
+chunk size whatever the table size.
+
+Schema drift: before extracting, the table's live columns are compared with those recorded by its
+last completed run (``etl.source_schema``). Added, dropped and retyped columns are logged as
+warnings, returned as ``schema_changes`` and recorded in ``etl.schema_change``; nothing is dropped
+silently: a new column is landed like any other, a dropped one is simply absent from later files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from airflow.sdk import BaseOperator
+
+from include.etlkit.control.accounting import report_rows
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.store import ControlStore
+from include.etlkit.extract.postgres import TableSpec
+from include.etlkit.storage import ImmutableStore, content_key, file_sha256
+from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "MySqlTableExtractOperator",
+    "SchemaChange",
+    "SchemaRegistry",
+    "SourceColumn",
+    "SourceUnavailable",
+    "arrow_type",
+    "diff_columns",
+    "quote_identifier",
+]
+
+DEFAULT_CURSOR = "updated_at"  # the retail tables' cursor column (a dict spec may name another)
+DEFAULT_CHUNK_ROWS = 10_000  # rows per fetchmany, Arrow batch and Parquet row group
+# UTC sessions: TIMESTAMP columns come back as the naive UTC values the windows compare with; a long
+# write timeout because a server-side cursor holds the result open while each chunk is written.
+SESSION_INIT = "SET time_zone = '+00:00', net_write_timeout = 600"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
+
+
+class SourceUnavailable(RuntimeError):
+    """The MySQL source cannot be reached: the run fails, and nothing is recorded."""
+
+
+def quote_identifier(name: str) -> str:
+    """A backtick-quoted identifier; anything but a plain name is refused (identifiers cannot be bound)."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f"`{name}`"
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the source catalogue describes it; ``type`` is ``COLUMN_TYPE`` (``decimal(10,2)``)."""
+
+    name: str
+    type: str
+    data_type: str
+    precision: int | None = None
+    scale: int | None = None
+    datetime_precision: int | None = None
+
+    @property
+    def arrow(self) -> pa.DataType:
+        return arrow_type(self)
+
+
+def arrow_type(column: SourceColumn) -> pa.DataType:
+    """The Arrow type for a MySQL column: exact where it matters (money stays decimal, ms stay ms)."""
+    data_type, column_type = column.data_type.lower(), column.type.lower()
+    if data_type == "tinyint" and column_type.startswith("tinyint(1)"):
+        return pa.bool_()  # MySQL's BOOLEAN
+    if data_type in ("tinyint", "smallint", "mediumint", "int", "integer", "year"):
+        return pa.int64()
+    if data_type == "bigint":
+        return pa.uint64() if "unsigned" in column_type else pa.int64()
+    if data_type == "decimal" and column.precision is not None:
+        factory = pa.decimal128 if column.precision <= 38 else pa.decimal256
+        return factory(column.precision, column.scale or 0)
+    if data_type == "float":
+        return pa.float32()
+    if data_type == "double":
+        return pa.float64()
+    if data_type in ("datetime", "timestamp"):
+        # timestamp('ms') would silently truncate microseconds: only used when the column has none.
+        return pa.timestamp("ms" if (column.datetime_precision or 0) <= 3 else "us")
+    if data_type == "date":
+        return pa.date32()
+    if data_type == "time":
+        return pa.duration("us")  # MySQLdb returns TIME as a timedelta (it can exceed 24 hours)
+    if data_type in ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"):
+        return pa.binary()
+    return pa.string()  # char, varchar, text, enum, set, json...: kept verbatim
+
+
+def _to_arrow(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
+    if pa.types.is_boolean(type_):
+        values = [None if v is None else bool(v) for v in values]
+    elif pa.types.is_string(type_):
+        values = [v if v is None or isinstance(v, str) else str(v) for v in values]
+    return pa.array(values, type=type_)
+
+
+# -- schema drift -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaChange:
+    kind: str  # added, dropped, retyped
+    column: str
+    old_type: str | None
+    new_type: str | None
+
+    def describe(self) -> str:
+        if self.kind == "added":
+            return f"column {self.column!r} added ({self.new_type}): landed from now on"
+        if self.kind == "dropped":
+            return f"column {self.column!r} dropped (was {self.old_type}): absent from files landed from now"
+        return f"column {self.column!r} retyped {self.old_type} -> {self.new_type}"
+
+
+def diff_columns(
+    previous: Sequence[dict[str, str]] | None, current: Sequence[SourceColumn]
+) -> list[SchemaChange]:
+    """The changes from a recorded schema to the live one (none the first time: nothing to compare)."""
+    if previous is None:
+        return []
+    old = {c["name"]: c["type"] for c in previous}
+    new = {c.name: c.type for c in current}
+    changes = [SchemaChange("added", n, None, t) for n, t in new.items() if n not in old]
+    changes += [SchemaChange("dropped", n, t, None) for n, t in old.items() if n not in new]
+    changes += [SchemaChange("retyped", n, old[n], t) for n, t in new.items() if n in old and old[n] != t]
+    return changes
+
+
+class SchemaRegistry:
+    """``etl.source_schema`` and ``etl.schema_change`` (DDL: ``sql/postgres/control/schema_drift.sql``)."""
+
+    def __init__(self, store: ControlStore | None = None) -> None:
+        self.store = store or ControlStore()
+
+    def recorded(self, source: str, table_name: str) -> list[dict[str, str]] | None:
+        rows = self.store._run(
+            "SELECT columns FROM etl.source_schema WHERE source = %s AND table_name = %s",
+            (source, table_name),
+            fetch=True,
+        )
+        return rows[0][0] if rows else None
+
+    def record(
+        self,
+        source: str,
+        table_name: str,
+        columns: Sequence[SourceColumn],
+        changes: Sequence[SchemaChange],
+        run_id: str,
+    ) -> None:
+        """Record the changes and the new schema together, so a change is reported exactly once."""
+        document = json.dumps([{"name": c.name, "type": c.type} for c in columns])
+        with self.store.transaction() as cur:
+            for change in changes:
+                cur.execute(
+                    "INSERT INTO etl.schema_change "
+                    "(source, table_name, change_kind, column_name, old_type, new_type, run_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (source, table_name, run_id, change_kind, column_name) DO NOTHING",
+                    (source, table_name, change.kind, change.column, change.old_type, change.new_type,
+                     run_id),
+                )
+            cur.execute(
+                "INSERT INTO etl.source_schema (source, table_name, columns, run_id) "
+                "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (source, table_name) DO UPDATE SET "
+                "columns = EXCLUDED.columns, run_id = EXCLUDED.run_id, recorded_at = now()",
+                (source, table_name, document, run_id),
+            )
+
+
+# -- the operator -----------------------------------------------------------------------------------
+
+
+class MySqlTableExtractOperator(BaseOperator):
+    """Land the rows of one MySQL table that changed in the run's window (a full snapshot the first time).
+
+    :param table: the table to land (a :class:`TableSpec`, or its ``dict`` form when mapped, whose
+        cursor defaults to ``updated_at``); its ``schema`` is ignored: the table is read from the
+        connection's database.
+    :param source: the source name: the first part of every landed key and of the ledger's records.
+    :param conn_id: the Airflow connection of the MySQL / MariaDB source.
+    :param bucket: the ingestion bucket (templated; e.g. ``{{ var.value.ingestion_bucket }}``).
+    :param overlap: how far before the last landed point to look again, for late commits.
+    :param chunk_size: rows per ``fetchmany`` (and per Parquet row group): bounds memory.
+    """
+
+    template_fields: Sequence[str] = ("bucket",)
+    ui_color = "#fbe3c6"
+
+    def __init__(
+        self,
+        *,
+        table: TableSpec | dict,
+        source: str,
+        conn_id: str,
+        bucket: str,
+        aws_conn_id: str = "aws_default",
+        overlap: timedelta = DEFAULT_OVERLAP,
+        chunk_size: int = DEFAULT_CHUNK_ROWS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+        self.table = table
+        self.source = source
+        self.conn_id = conn_id
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.overlap = overlap
+        self.chunk_size = chunk_size
+
+    @property
+    def spec(self) -> TableSpec:
+        if isinstance(self.table, TableSpec):
+            return self.table
+        return TableSpec(**{"cursor": DEFAULT_CURSOR, **self.table})
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        spec = self.spec
+        for name in (spec.name, spec.key, spec.cursor):
+            quote_identifier(name)  # fail before any work on a name that could not be queried
+        window = incremental_window(
+            context["data_interval_start"],
+            context["data_interval_end"],
+            Ledger().landed_until(self.source, spec.name),
+            self.overlap,
+        )
+        self.log.info(
+            "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
+        )
+        return self.land(context, window)
+
+    def land(self, context: Any, window: ExtractWindow) -> dict[str, Any]:
+        """Land the table's rows in ``window`` as one immutable object; record it and the schema."""
+        spec = self.spec
+        registry = SchemaRegistry()
+        conn = self._connect()
+        try:
+            columns = self._columns(conn, spec)
+            changes = diff_columns(registry.recorded(self.source, spec.name), columns)
+            for change in changes:
+                self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
+            with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
+                local = Path(tmp) / f"{spec.name}.parquet"
+                rows = self._stream_to_parquet(conn, spec, columns, window, local)
+                stored = None
+                if rows:
+                    digest = file_sha256(local)
+                    key = content_key(self._prefix(spec, window), spec.name, digest, ".parquet")
+                    stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
+                    self.log.info(
+                        "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
+                    )
+        finally:
+            conn.close()
+        Ledger().record_landing(
+            source=self.source,
+            table_name=spec.name,
+            window=window,
+            run_id=context["run_id"],
+            stored=stored,
+            rows=rows,
+            mode=window.mode,
+            row_versions=None,
+            advance_state=True,
+        )
+        registry.record(self.source, spec.name, columns, changes, context["run_id"])
+        report_rows(context, rows_in=rows, rows_out=rows)
+        return {
+            "table": spec.name,
+            "rows": rows,
+            "key": stored.key if stored else None,
+            "mode": window.mode,
+            "window_start": window.lower.isoformat() if window.lower else None,
+            "window_end": window.upper.isoformat(),
+            "schema_changes": [asdict(change) for change in changes],
+        }
+
+    def _connect(self) -> Any:
+        from airflow.providers.mysql.hooks.mysql import MySqlHook
+
+        hook = MySqlHook(mysql_conn_id=self.conn_id, init_command=SESSION_INIT)
+        try:
+            return hook.get_conn()
+        except Exception as exc:
+            # Only connection details are named: the URI could carry a password.
+            conn = hook.get_connection(self.conn_id)
+            raise SourceUnavailable(
+                f"cannot reach the MySQL source (Airflow connection {self.conn_id!r}, "
+                f"{conn.host}:{conn.port or 3306}/{conn.schema}): {exc}"
+            ) from exc
+
+    def _prefix(self, spec: TableSpec, window: ExtractWindow) -> str:
+        return f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}"
+
+    @staticmethod
+    def _columns(conn: Any, spec: TableSpec) -> list[SourceColumn]:
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                "SELECT column_name, column_type, data_type, numeric_precision, numeric_scale, "
+                "datetime_precision FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position",
+                (spec.name,),
+            )
+            columns = [
+                SourceColumn(
+                    name=name,
+                    type=_text(column_type).lower(),
+                    data_type=_text(data_type).lower(),
+                    precision=None if precision is None else int(precision),
+                    scale=None if scale is None else int(scale),
+                    datetime_precision=None if dt_precision is None else int(dt_precision),
+                )
+                for name, column_type, data_type, precision, scale, dt_precision in cur.fetchall()
+            ]
+        finally:
+            cur.close()
+        if not columns:
+            raise LookupError(f"table {spec.name} not found in the source catalogue")
+        missing = {spec.key, spec.cursor} - {c.name for c in columns}
+        if missing:
+            raise LookupError(f"{spec.name} has no column(s) {sorted(missing)}")
+        for column in columns:
+            quote_identifier(column.name)
+        return columns
+
+    def _stream_to_parquet(
+        self,
+        conn: Any,
+        spec: TableSpec,
+        columns: Sequence[SourceColumn],
+        window: ExtractWindow,
+        path: Path,
+    ) -> int:
+        """Stream the window's rows into a Parquet file, one row group per chunk; returns the count."""
+        import MySQLdb.cursors
+
+        cursor_column = quote_identifier(spec.cursor)
+        condition = f"{cursor_column} < %s"
+        params: list[Any] = [window.upper]
+        if window.lower is not None:
+            condition = f"{cursor_column} >= %s AND {condition}"
+            params.insert(0, window.lower)
+        query = (
+            f"SELECT {', '.join(quote_identifier(c.name) for c in columns)} "
+            f"FROM {quote_identifier(spec.name)} WHERE {condition} "
+            f"ORDER BY {quote_identifier(spec.key)}, {cursor_column}"
+        )
+        schema = pa.schema([(c.name, c.arrow) for c in columns])
+        rows = 0
+        cur = conn.cursor(MySQLdb.cursors.SSCursor)
+        try:
+            cur.execute(query, params)
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+                while chunk := cur.fetchmany(self.chunk_size):
+                    by_column = zip(*chunk, strict=True)  # rows -> columns
+                    arrays = [_to_arrow(v, f.type) for v, f in zip(by_column, schema, strict=True)]
+                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                    rows += len(chunk)
+        finally:
+            cur.close()
+        if rows == 0:
+            path.unlink(missing_ok=True)
+        return rows
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
