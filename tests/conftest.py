@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -77,3 +80,59 @@ def load_dag(dag_id: str, folder: Path):
     bag = DagBag(dag_folder=str(folder))
     assert not bag.import_errors, bag.import_errors
     return bag.dags[dag_id]
+
+
+@dataclass
+class TaskInstanceStub:
+    """The task-instance fields an operator's ``execute`` reads when called directly by a test
+    (``report_rows`` keys a try by them)."""
+
+    dag_id: str = "test_dag"
+    task_id: str = "test_task"
+    run_id: str = "test_run"
+    map_index: int = -1
+    try_number: int = 1
+
+
+def s3_client():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id="aws_default").get_conn()
+
+
+@pytest.fixture(scope="module")
+def bucket(local_services) -> Iterator[str]:
+    """A bucket of the module's own on the local S3, emptied and removed afterwards."""
+    s3 = s3_client()
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
+    yield name
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            s3.delete_object(Bucket=name, Key=item["Key"], VersionId=item["VersionId"])
+    s3.delete_bucket(Bucket=name)
+
+
+LEDGER_TABLES = (
+    "extract_state",
+    "landed_object",
+    "processed_object",
+    "row_version",
+    "source_file",
+    "source_schema",
+    "schema_change",
+)
+
+
+@pytest.fixture
+def source_name(control_plane) -> Iterator[str]:
+    """A source name of the test's own, with no ledger rows before or after the test."""
+    name = f"test_src_{uuid.uuid4().hex[:10]}"
+
+    def clean() -> None:
+        for table in LEDGER_TABLES:
+            control_plane._run(f"DELETE FROM etl.{table} WHERE source = %s", (name,))
+
+    clean()
+    yield name
+    clean()

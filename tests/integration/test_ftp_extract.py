@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pytest
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.ftp import FtpExtractError, FtpFileExtractOperator
 from infra.local import settings
+from tests.conftest import TaskInstanceStub, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -31,33 +31,10 @@ INTERVAL_END = datetime(2024, 11, 15, 10, 0, tzinfo=UTC)
 LONG_AGO = datetime(2024, 11, 15, 9, 0, tzinfo=UTC).timestamp()  # well settled
 
 
-@dataclass
-class FakeTI:
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
-
-
 @pytest.fixture(scope="module")
 def control(control_plane):
     # control_plane has applied every file of sql/postgres/control/, source_file.sql included.
     return control_plane
-
-
-def _clean(store, source: str) -> None:
-    store._run("DELETE FROM etl.source_file WHERE source = %s", (source,))
-    store._run("DELETE FROM etl.landed_object WHERE source = %s", (source,))
-    store._run("DELETE FROM etl.extract_state WHERE source = %s", (source,))
-
-
-@pytest.fixture
-def source_name(control) -> str:
-    name = f"ftp_test_{uuid.uuid4().hex[:10]}"
-    _clean(control, name)
-    yield name
-    _clean(control, name)
 
 
 @pytest.fixture
@@ -71,20 +48,7 @@ def drop(local_services) -> Path:
 
 @pytest.fixture(scope="module")
 def s3(local_services):
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id="aws_default").get_conn()
-
-
-@pytest.fixture(scope="module")
-def bucket(s3) -> str:
-    name = f"ftp-extract-test-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
+    return s3_client()
 
 
 def put(drop: Path, name: str, data: bytes, mtime: float | None = LONG_AGO) -> Path:
@@ -111,7 +75,7 @@ def extract(drop, source_name, bucket):
             bucket=bucket,
             **kwargs,
         )
-        ti = FakeTI("ftp_ingest", operator.task_id, run_id)
+        ti = TaskInstanceStub("ftp_ingest", operator.task_id, run_id)
         context = {
             "data_interval_start": INTERVAL_END - timedelta(minutes=30),
             "data_interval_end": INTERVAL_END,

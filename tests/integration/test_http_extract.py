@@ -12,7 +12,6 @@ import json
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +29,7 @@ from include.etlkit.extract.http import (
     PaginationError,
 )
 from infra.local import settings
+from tests.conftest import TaskInstanceStub, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,6 @@ STYLES = {
     "next_link_absolute": ("/v1/rates/links", NextLinkPagination(limit=30), {}),
     "next_link_relative": ("/v1/rates/links", NextLinkPagination(limit=30), {"link_style": "relative"}),
 }
-
-
-@dataclass
-class FakeTI:
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
 
 
 def _http_conn(**fields: Any) -> str:
@@ -83,38 +74,9 @@ def reference(local_services) -> list[dict[str, Any]]:
     return body["data"]
 
 
-@pytest.fixture(scope="module")
-def bucket(local_services) -> str:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    s3 = S3Hook(aws_conn_id="aws_default").get_conn()
-    name = f"http-extract-test-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
-
-
 @pytest.fixture
 def s3(local_services):
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id="aws_default").get_conn()
-
-
-def _clean_ledger(store, source_name: str) -> None:
-    for table in ("extract_state", "landed_object", "row_version"):
-        store._run(f"DELETE FROM etl.{table} WHERE source = %s", (source_name,))
-
-
-@pytest.fixture
-def source_name(control_plane) -> str:
-    name = f"http_test_{uuid.uuid4().hex[:10]}"
-    _clean_ledger(control_plane, name)
-    yield name
-    _clean_ledger(control_plane, name)
+    return s3_client()
 
 
 @pytest.fixture
@@ -156,7 +118,7 @@ def extract(local_services, bucket, source_name):
             "data_interval_start": START,
             "data_interval_end": END,
             "run_id": run_id,
-            "ti": FakeTI(dag_id="http_extract_test", task_id=operator.task_id, run_id=run_id),
+            "ti": TaskInstanceStub(dag_id="http_extract_test", task_id=operator.task_id, run_id=run_id),
         }
         result = operator.execute(context)
         result["reported"] = take_outcome(context["ti"])

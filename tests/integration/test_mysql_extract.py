@@ -11,7 +11,6 @@ import io
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,6 +25,7 @@ from include.etlkit.extract.mysql import (
     quote_identifier,
 )
 from infra.local import seed_retail, settings
+from tests.conftest import TaskInstanceStub, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -69,15 +69,6 @@ EDGE_PRODUCTS = [
     ),
     (1002, "Penny Sweet", "Toys", Decimal("0.01"), 1, datetime(2024, 11, 1, 0, 0, 0, 1000)),
 ]
-
-
-@dataclass
-class FakeTI:
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
 
 
 def _connect(database: str | None = None):
@@ -163,44 +154,15 @@ def insert_customers(database: str, rows: list[dict[str, Any]]) -> None:
         conn.close()
 
 
-@pytest.fixture(scope="module")
-def bucket(local_services) -> Iterator[str]:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    s3 = S3Hook(aws_conn_id="aws_default").get_conn()
-    name = f"mysql-extract-test-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
-
-
 @pytest.fixture
 def s3(local_services):
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id="aws_default").get_conn()
+    return s3_client()
 
 
 @pytest.fixture(scope="module")
 def control(control_plane):
     # control_plane has applied every file of sql/postgres/control/, schema_drift.sql included.
     return control_plane
-
-
-def _clean_ledger(store, source_name: str) -> None:
-    for table in ("extract_state", "landed_object", "row_version", "source_schema", "schema_change"):
-        store._run(f"DELETE FROM etl.{table} WHERE source = %s", (source_name,))
-
-
-@pytest.fixture
-def source_name(control) -> Iterator[str]:
-    name = f"mysql_test_{uuid.uuid4().hex[:10]}"
-    _clean_ledger(control, name)
-    yield name
-    _clean_ledger(control, name)
 
 
 def run_extract(
@@ -222,7 +184,7 @@ def run_extract(
         "data_interval_start": start,
         "data_interval_end": start + HALF_HOUR,
         "run_id": run_id,
-        "ti": FakeTI(dag_id="mysql_extract_test", task_id=operator.task_id, run_id=run_id),
+        "ti": TaskInstanceStub(dag_id="mysql_extract_test", task_id=operator.task_id, run_id=run_id),
     }
     result = operator.execute(context)
     result["reported"] = take_outcome(context["ti"])
@@ -408,9 +370,7 @@ def test_added_dropped_and_retyped_columns_are_detected_recorded_and_landed(
         fetch=True,
     )
     run_id = f"scheduled__{(FIRST_INTERVAL + HALF_HOUR).isoformat()}"
-    assert recorded == [
-        (c["kind"], c["column"], c["old_type"], c["new_type"], run_id) for c in expected
-    ]
+    assert recorded == [(c["kind"], c["column"], c["old_type"], c["new_type"], run_id) for c in expected]
     schema = control._run(
         "SELECT columns FROM etl.source_schema WHERE source = %s AND table_name = 'customer'",
         (source_name,),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -21,6 +20,7 @@ from psycopg import sql
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec
 from infra.local import settings
+from tests.conftest import TaskInstanceStub, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -86,15 +86,6 @@ SEED_ROWS: list[dict[str, Any]] = [
 ]
 
 
-@dataclass
-class FakeTI:
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
-
-
 def _admin() -> psycopg.Connection:
     return _connect("postgres")
 
@@ -156,38 +147,9 @@ def insert_rows(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def bucket(local_services) -> str:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    s3 = S3Hook(aws_conn_id="aws_default").get_conn()
-    name = f"extract-test-{uuid.uuid4().hex[:12]}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": settings.S3_REGION})
-    yield name
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-        for item in page.get("Contents", []):
-            s3.delete_object(Bucket=name, Key=item["Key"])
-    s3.delete_bucket(Bucket=name)
-
-
 @pytest.fixture
 def s3(local_services):
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    return S3Hook(aws_conn_id="aws_default").get_conn()
-
-
-def _clean_ledger(store, source_name: str) -> None:
-    for table in ("extract_state", "landed_object", "row_version"):
-        store._run(f"DELETE FROM etl.{table} WHERE source = %s", (source_name,))
-
-
-@pytest.fixture
-def source_name(control_plane) -> str:
-    name = f"extract_test_{uuid.uuid4().hex[:10]}"
-    _clean_ledger(control_plane, name)
-    yield name
-    _clean_ledger(control_plane, name)
+    return s3_client()
 
 
 @pytest.fixture
@@ -208,7 +170,7 @@ def extract(source, source_name, bucket):
             "data_interval_start": start,
             "data_interval_end": start + HALF_HOUR,
             "run_id": run_id,
-            "ti": FakeTI(dag_id="extract_test", task_id=operator.task_id, run_id=run_id),
+            "ti": TaskInstanceStub(dag_id="extract_test", task_id=operator.task_id, run_id=run_id),
         }
         result = operator.execute(context)
         result["reported"] = take_outcome(context["ti"])

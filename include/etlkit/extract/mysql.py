@@ -20,20 +20,15 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from airflow.sdk import BaseOperator
 
-from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
-from include.etlkit.extract.postgres import TableSpec
-from include.etlkit.storage import ImmutableStore, content_key, file_sha256
-from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
+from include.etlkit.extract.base import TableExtractOperator, TableSpec
+from include.etlkit.windows import ExtractWindow
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -181,8 +176,15 @@ class SchemaRegistry:
                     "(source, table_name, change_kind, column_name, old_type, new_type, run_id) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT (source, table_name, run_id, change_kind, column_name) DO NOTHING",
-                    (source, table_name, change.kind, change.column, change.old_type, change.new_type,
-                     run_id),
+                    (
+                        source,
+                        table_name,
+                        change.kind,
+                        change.column,
+                        change.old_type,
+                        change.new_type,
+                        run_id,
+                    ),
                 )
             cur.execute(
                 "INSERT INTO etl.source_schema (source, table_name, columns, run_id) "
@@ -195,111 +197,49 @@ class SchemaRegistry:
 # -- the operator -----------------------------------------------------------------------------------
 
 
-class MySqlTableExtractOperator(BaseOperator):
+class MySqlTableExtractOperator(TableExtractOperator):
     """Land the rows of one MySQL table that changed in the run's window (a full snapshot the first time).
 
-    :param table: the table to land (a :class:`TableSpec`, or its ``dict`` form when mapped, whose
-        cursor defaults to ``updated_at``); its ``schema`` is ignored: the table is read from the
-        connection's database.
-    :param source: the source name: the first part of every landed key and of the ledger's records.
-    :param conn_id: the Airflow connection of the MySQL / MariaDB source.
-    :param bucket: the ingestion bucket (templated; e.g. ``{{ var.value.ingestion_bucket }}``).
-    :param overlap: how far before the last landed point to look again, for late commits.
+    Parameters as :class:`~include.etlkit.extract.base.TableExtractOperator` (a mapped table's cursor
+    defaults to ``updated_at``; its ``schema`` is ignored: the table is read from the connection's
+    database), plus:
+
     :param chunk_size: rows per ``fetchmany`` (and per Parquet row group): bounds memory.
     """
 
-    template_fields: Sequence[str] = ("bucket",)
     ui_color = "#fbe3c6"
+    default_cursor = DEFAULT_CURSOR
 
-    def __init__(
-        self,
-        *,
-        table: TableSpec | dict,
-        source: str,
-        conn_id: str,
-        bucket: str,
-        aws_conn_id: str = "aws_default",
-        overlap: timedelta = DEFAULT_OVERLAP,
-        chunk_size: int = DEFAULT_CHUNK_ROWS,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, chunk_size: int = DEFAULT_CHUNK_ROWS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        self.table = table
-        self.source = source
-        self.conn_id = conn_id
-        self.bucket = bucket
-        self.aws_conn_id = aws_conn_id
-        self.overlap = overlap
         self.chunk_size = chunk_size
-
-    @property
-    def spec(self) -> TableSpec:
-        if isinstance(self.table, TableSpec):
-            return self.table
-        return TableSpec(**{"cursor": DEFAULT_CURSOR, **self.table})
 
     def execute(self, context: Any) -> dict[str, Any]:
         spec = self.spec
         for name in (spec.name, spec.key, spec.cursor):
             quote_identifier(name)  # fail before any work on a name that could not be queried
-        window = incremental_window(
-            context["data_interval_start"],
-            context["data_interval_end"],
-            Ledger().landed_until(self.source, spec.name),
-            self.overlap,
-        )
-        self.log.info(
-            "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
-        )
-        return self.land(context, window)
+        return self.land(context, self.window(context))
 
     def land(self, context: Any, window: ExtractWindow) -> dict[str, Any]:
         """Land the table's rows in ``window`` as one immutable object; record it and the schema."""
         spec = self.spec
         registry = SchemaRegistry()
-        conn = self._connect()
-        try:
-            columns = self._columns(conn, spec)
-            changes = diff_columns(registry.recorded(self.source, spec.name), columns)
-            for change in changes:
-                self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
-            with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
-                local = Path(tmp) / f"{spec.name}.parquet"
+        with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
+            local = Path(tmp) / f"{spec.name}.parquet"
+            conn = self._connect()
+            try:
+                columns = self._columns(conn, spec)
+                changes = diff_columns(registry.recorded(self.source, spec.name), columns)
+                for change in changes:
+                    self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
                 rows = self._stream_to_parquet(conn, spec, columns, window, local)
-                stored = None
-                if rows:
-                    digest = file_sha256(local)
-                    key = content_key(self._prefix(spec, window), spec.name, digest, ".parquet")
-                    stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
-                    self.log.info(
-                        "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
-                    )
-        finally:
-            conn.close()
-        Ledger().record_landing(
-            source=self.source,
-            table_name=spec.name,
-            window=window,
-            run_id=context["run_id"],
-            stored=stored,
-            rows=rows,
-            mode=window.mode,
-            row_versions=None,
-            advance_state=True,
-        )
+            finally:
+                conn.close()
+            summary = self.land_parquet(context, local, rows, window, mode=window.mode, advance_state=True)
         registry.record(self.source, spec.name, columns, changes, context["run_id"])
-        report_rows(context, rows_in=rows, rows_out=rows)
-        return {
-            "table": spec.name,
-            "rows": rows,
-            "key": stored.key if stored else None,
-            "mode": window.mode,
-            "window_start": window.lower.isoformat() if window.lower else None,
-            "window_end": window.upper.isoformat(),
-            "schema_changes": [asdict(change) for change in changes],
-        }
+        return {**summary, "schema_changes": [asdict(change) for change in changes]}
 
     def _connect(self) -> Any:
         from airflow.providers.mysql.hooks.mysql import MySqlHook
@@ -314,9 +254,6 @@ class MySqlTableExtractOperator(BaseOperator):
                 f"cannot reach the MySQL source (Airflow connection {self.conn_id!r}, "
                 f"{conn.host}:{conn.port or 3306}/{conn.schema}): {exc}"
             ) from exc
-
-    def _prefix(self, spec: TableSpec, window: ExtractWindow) -> str:
-        return f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}"
 
     @staticmethod
     def _columns(conn: Any, spec: TableSpec) -> list[SourceColumn]:

@@ -2,17 +2,15 @@
 
 The rows stream: ``COPY (SELECT ...) TO STDOUT`` as CSV, read incrementally by pyarrow's CSV reader
 with the column types the catalogue declares, written to Parquet in record batches on local disk,
-then created once in S3 (:mod:`include.etlkit.storage`). Memory stays bounded whatever the table
-size; no row passes through Python one at a time.
+then landed once by :class:`~include.etlkit.extract.base.TableExtractOperator`. No table is held in
+memory and no row passes through Python one at a time.
 """
 
 from __future__ import annotations
 
 import io
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +18,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from airflow.sdk import BaseOperator
 from psycopg import sql
 
-from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore, content_key, file_sha256
-from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
+from include.etlkit.extract.base import TableExtractOperator, TableSpec
+from include.etlkit.windows import ExtractWindow
+
+__all__ = ["ROW_HASH", "ROW_HASH_SQL", "PostgresTableExtractOperator", "TableSpec", "arrow_type"]
 
 ROW_HASH = "_row_hash"
 # A row version's identity, as the source computes it over the whole row (alias ``t``).
 ROW_HASH_SQL = sql.SQL("md5(ROW(t.*)::text)")
 BLOCK_SIZE = 8 << 20  # bytes of CSV per pyarrow batch: bounds memory per table
 VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per COPY batch
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """A source table as the pipeline knows it: its key and the column that moves on every change."""
-
-    name: str
-    key: str
-    cursor: str = "last_updated"
-    schema: str = "public"
 
 
 def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:
@@ -99,53 +86,17 @@ class _CopyStream(io.RawIOBase):
         return filled
 
 
-class PostgresTableExtractOperator(BaseOperator):
-    """Land the rows of one table that changed in the run's window (a full snapshot the first time).
+class PostgresTableExtractOperator(TableExtractOperator):
+    """Land the rows of one PostgreSQL table that changed in the run's window (a full snapshot first).
 
-    :param table: the table to land (a :class:`TableSpec`, or its ``dict`` form when mapped).
-    :param source: the source name: the first part of every landed key and of the ledger's records.
-    :param conn_id: the Airflow connection of the PostgreSQL source.
-    :param bucket: the ingestion bucket (templated; e.g. ``{{ var.value.ingestion_bucket }}``).
-    :param overlap: how far before the last landed point to look again, for late commits.
+    Parameters as :class:`~include.etlkit.extract.base.TableExtractOperator`.
     """
 
-    template_fields: Sequence[str] = ("bucket",)
     ui_color = "#dbe9f6"
-
-    def __init__(
-        self,
-        *,
-        table: TableSpec | dict,
-        source: str,
-        conn_id: str,
-        bucket: str,
-        aws_conn_id: str = "aws_default",
-        overlap: timedelta = DEFAULT_OVERLAP,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.table = table
-        self.source = source
-        self.conn_id = conn_id
-        self.bucket = bucket
-        self.aws_conn_id = aws_conn_id
-        self.overlap = overlap
-
-    @property
-    def spec(self) -> TableSpec:
-        return self.table if isinstance(self.table, TableSpec) else TableSpec(**self.table)
 
     def execute(self, context: Any) -> dict[str, Any]:
         spec = self.spec
-        window = incremental_window(
-            context["data_interval_start"],
-            context["data_interval_end"],
-            Ledger().landed_until(self.source, spec.name),
-            self.overlap,
-        )
-        self.log.info(
-            "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
-        )
+        window = self.window(context)
         cursor = sql.Identifier("t", spec.cursor)
         condition = sql.SQL("{c} < %(upper)s").format(c=cursor)
         params: dict[str, Any] = {"upper": window.upper}
@@ -172,37 +123,15 @@ class PostgresTableExtractOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
             rows = self._copy_to_parquet(hook, spec, condition, params, local)
-            stored = None
-            if rows:
-                digest = file_sha256(local)
-                key = content_key(self._prefix(spec, window), spec.name, digest, ".parquet")
-                stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
-                self.log.info(
-                    "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
-                )
-            Ledger().record_landing(
-                source=self.source,
-                table_name=spec.name,
-                window=window,
-                run_id=context["run_id"],
-                stored=stored,
-                rows=rows,
+            return self.land_parquet(
+                context,
+                local,
+                rows,
+                window,
                 mode=mode,
-                row_versions=self._row_versions(local, spec) if rows else None,
                 advance_state=advance_state,
+                row_versions=self._row_versions(local, spec) if rows else None,
             )
-        report_rows(context, rows_in=rows, rows_out=rows)
-        return {
-            "table": spec.name,
-            "rows": rows,
-            "key": stored.key if stored else None,
-            "mode": mode,
-            "window_start": window.lower.isoformat() if window.lower else None,
-            "window_end": window.upper.isoformat(),
-        }
-
-    def _prefix(self, spec: TableSpec, window: ExtractWindow) -> str:
-        return f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}"
 
     @staticmethod
     def _columns(cur: Any, spec: TableSpec) -> list[tuple[str, pa.DataType]]:

@@ -22,7 +22,8 @@ from airflow.providers.common.sql.operators.sql import (
 from airflow.sdk import Asset, Variable, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from include.etlkit.extract.postgres import PostgresTableExtractOperator, TableSpec
+from include.etlkit.extract.base import TableSpec
+from include.etlkit.extract.postgres import PostgresTableExtractOperator
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import TableLoad
@@ -133,15 +134,20 @@ def discover_tables() -> list[dict[str, str]]:
     return [asdict(spec) for spec in TABLES]
 
 
-def land_tables(tables: Any) -> Any:
+def _per_table(operator: type[PostgresTableExtractOperator], task_id: str, tables: Any) -> Any:
     """One mapped task per table; returns their results (what each landed) for the manifest."""
-    return PostgresTableExtractOperator.partial(
-        task_id="land_table",
+    return operator.partial(
+        task_id=task_id,
         source=SOURCE,
         conn_id=SOURCE_CONN_ID,
         bucket=INGESTION_BUCKET,
         map_index_template="{{ task.table['name'] }}",
     ).expand(table=tables).output
+
+
+def land_tables(tables: Any) -> Any:
+    """Land each table's new and changed rows."""
+    return _per_table(PostgresTableExtractOperator, "land_table", tables)
 
 
 @task(outlets=[LANDED])
@@ -163,14 +169,8 @@ def write_manifest(landed: list[dict[str, Any]], **context: Any) -> str:
 
 
 def reconcile_tables(tables: Any) -> Any:
-    """One mapped task per table: land rows whose hash changed without their ``last_updated``."""
-    return PostgresReconcileOperator.partial(
-        task_id="reconcile_table",
-        source=SOURCE,
-        conn_id=SOURCE_CONN_ID,
-        bucket=INGESTION_BUCKET,
-        map_index_template="{{ task.table['name'] }}",
-    ).expand(table=tables).output
+    """Land each table's rows whose hash changed without their ``last_updated``."""
+    return _per_table(PostgresReconcileOperator, "reconcile_table", tables)
 
 
 # -- totesys_transform ----------------------------------------------------------------------------

@@ -1,0 +1,128 @@
+"""What every table extract shares: its parameters, its window, and landing one Parquet file once.
+
+A source-specific operator only says how to stream its rows into a local Parquet file; putting that
+file in the ingestion bucket (created once, content-addressed), recording it in the ledger with the
+window it covers, and reporting its rows happen here, the same way for every source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from airflow.sdk import BaseOperator
+
+from include.etlkit.control.accounting import report_rows
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.storage import ImmutableStore, content_key, file_sha256
+from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A source table as the pipeline knows it: its key and the column that moves on every change."""
+
+    name: str
+    key: str
+    cursor: str = "last_updated"
+    schema: str = "public"
+
+
+class TableExtractOperator(BaseOperator):
+    """Base of the table extracts: land the rows of one table that changed in the run's window.
+
+    :param table: the table to land (a :class:`TableSpec`, or its ``dict`` form when mapped).
+    :param source: the source name: the first part of every landed key and of the ledger's records.
+    :param conn_id: the Airflow connection of the source database.
+    :param bucket: the ingestion bucket (templated; e.g. ``{{ var.value.ingestion_bucket }}``).
+    :param overlap: how far before the last landed point to look again, for late commits.
+    """
+
+    template_fields: Sequence[str] = ("bucket",)
+    default_cursor = "last_updated"
+
+    def __init__(
+        self,
+        *,
+        table: TableSpec | dict,
+        source: str,
+        conn_id: str,
+        bucket: str,
+        aws_conn_id: str = "aws_default",
+        overlap: timedelta = DEFAULT_OVERLAP,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.source = source
+        self.conn_id = conn_id
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.overlap = overlap
+
+    @property
+    def spec(self) -> TableSpec:
+        if isinstance(self.table, TableSpec):
+            return self.table
+        return TableSpec(**{"cursor": self.default_cursor, **self.table})
+
+    def window(self, context: Any) -> ExtractWindow:
+        spec = self.spec
+        window = incremental_window(
+            context["data_interval_start"],
+            context["data_interval_end"],
+            Ledger().landed_until(self.source, spec.name),
+            self.overlap,
+        )
+        self.log.info(
+            "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
+        )
+        return window
+
+    def land_parquet(
+        self,
+        context: Any,
+        local: Path,
+        rows: int,
+        window: ExtractWindow,
+        *,
+        mode: str,
+        advance_state: bool,
+        row_versions: Iterable[pa.RecordBatch] | None = None,
+    ) -> dict[str, Any]:
+        """Create ``local`` once in the bucket (if it has rows), record it, and report its rows."""
+        spec = self.spec
+        stored = None
+        if rows:
+            digest = file_sha256(local)
+            key = content_key(
+                f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}", spec.name, digest, ".parquet"
+            )
+            stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
+            self.log.info(
+                "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
+            )
+        Ledger().record_landing(
+            source=self.source,
+            table_name=spec.name,
+            window=window,
+            run_id=context["run_id"],
+            stored=stored,
+            rows=rows,
+            mode=mode,
+            row_versions=row_versions if rows else None,
+            advance_state=advance_state,
+        )
+        report_rows(context, rows_in=rows, rows_out=rows)
+        return {
+            "table": spec.name,
+            "rows": rows,
+            "key": stored.key if stored else None,
+            "mode": mode,
+            "window_start": window.lower.isoformat() if window.lower else None,
+            "window_end": window.upper.isoformat(),
+        }
