@@ -51,6 +51,9 @@ test: install  ## lint, then the whole test suite (tests start the services they
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+package: install  ## the MWAA bundle in dist/: dags/ (DAGs, include/, sql/, constraints), plugins.zip, requirements.txt, startup.sh
+	$(PY) -m infra.mwaa.package --out dist
+
 clean:  ## stop the servers and remove local state (keeps the virtualenv)
 	-$(RUN) python -m infra.local.services stop
 	rm -rf .local .airflow .airflow-test dist

@@ -1,0 +1,117 @@
+"""The MWAA bundle (``make package``) runs on its own: every DAG imports from it, nothing from the repo.
+
+The bundle is unpacked into a fresh directory laid out like an MWAA worker (``dags/`` as synced,
+``plugins.zip`` extracted into ``plugins/``), and a separate Python process, whose working directory
+and ``sys.path`` hold nothing of the repository, parses the DAG folder the way Airflow's DAG
+processor does (a bundle DagBag, cluster policies applied).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from infra.mwaa.package import CONSTRAINTS, MWAA_DAGS, build
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PARSE = r"""
+import json, sys
+from pathlib import Path
+from airflow.dag_processing.dagbag import BundleDagBag
+
+dags = Path(sys.argv[1])
+bag = BundleDagBag(dag_folder=str(dags), bundle_path=dags, bundle_name="dags-folder")
+import include.etlkit.paths as paths
+from include.etlkit.control.gate import is_gated
+print(json.dumps({
+    "errors": {k: str(v)[-400:] for k, v in bag.import_errors.items()},
+    "dags": sorted(bag.dag_ids),
+    "include_from": str(Path(paths.__file__).resolve()),
+    "sql_dir": str(paths.SQL_DIR),
+    "control_ddl": paths.sql_file("postgres", "control", "etl.sql").is_file(),
+    "ungated": sorted(
+        f"{d.dag_id}.{t.task_id}" for d in bag.dags.values() for t in d.tasks if not is_gated(t)
+    ),
+    "files_parsed": sorted(Path(f).name for f in bag.file_last_changed),
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory) -> Path:
+    """``/usr/local/airflow`` of an MWAA worker, built from the bundle alone."""
+    bundle = build(tmp_path_factory.mktemp("dist") / "dist")
+    home = tmp_path_factory.mktemp("mwaa") / "usr-local-airflow"
+    (home / "dags").parent.mkdir(parents=True, exist_ok=True)
+    os.rename(bundle / "dags", home / "dags")
+    with zipfile.ZipFile(bundle / "plugins.zip") as plugins:
+        plugins.extractall(home / "plugins")
+    for name in ("requirements.txt", "startup.sh"):
+        os.rename(bundle / name, home / name)
+    return home
+
+
+@pytest.fixture(scope="module")
+def parsed(worker, tmp_path_factory) -> dict:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(worker),
+        "AIRFLOW_HOME": str(tmp_path_factory.mktemp("airflow-home")),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(worker / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(worker / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(worker / "plugins"),  # as MWAA: the plugins folder, never the repository
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, str(worker / "dags")],
+        env=env,
+        cwd=worker,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_dag_imports_from_the_bundle_with_zero_import_errors(parsed):
+    assert parsed["errors"] == {}
+    repo_dags = sorted(p.stem for p in (ROOT / "dags").glob("*.py"))
+    assert parsed["dags"] == repo_dags  # each DAG file defines the DAG of the same name
+
+
+def test_the_framework_and_its_sql_come_from_the_bundle_not_the_repository(parsed, worker):
+    assert parsed["include_from"].startswith(str(worker / "dags" / "include"))
+    assert parsed["sql_dir"] == str(worker / "dags" / "sql")
+    assert parsed["control_ddl"] is True
+
+
+def test_the_cluster_policy_from_plugins_zip_gates_every_task(parsed):
+    assert parsed["ungated"] == []
+
+
+def test_only_dag_files_are_parsed_and_plugins_zip_holds_only_plugins(parsed, tmp_path):
+    assert set(parsed["files_parsed"]) == {p.name for p in (ROOT / "dags").glob("*.py")}
+    with zipfile.ZipFile(build(tmp_path / "dist") / "plugins.zip") as plugins:
+        assert sorted(plugins.namelist()) == sorted(p.name for p in (ROOT / "plugins").glob("*.py"))
+
+
+def test_requirements_point_at_the_constraints_inside_the_dags_folder(worker):
+    first, *rest = (worker / "requirements.txt").read_text().splitlines()
+    assert first == f"--constraint {MWAA_DAGS}/{CONSTRAINTS}"
+    assert (worker / "dags" / CONSTRAINTS).read_text() == (ROOT / "infra" / "mwaa" / CONSTRAINTS).read_text()
+    assert rest == (ROOT / "requirements.txt").read_text().splitlines()[1:]
+    assert os.access(worker / "startup.sh", os.X_OK)
+
+
+def test_an_unchanged_project_packages_to_an_identical_plugins_zip(tmp_path):
+    first = build(tmp_path / "a") / "plugins.zip"
+    second = build(tmp_path / "b") / "plugins.zip"
+    assert first.read_bytes() == second.read_bytes()
