@@ -61,6 +61,21 @@ class ImmutableStore:
             self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
         return self._client
 
+    def create_file(
+        self, bucket: str, prefix: str, name: str, path: Path, suffix: str, *, sha256: str | None = None
+    ) -> StoredObject:
+        """Create ``path`` once under its content-addressed key (:func:`content_key`).
+
+        ``sha256`` saves re-reading the file when the caller digested it while writing.
+        """
+        digest = sha256 or file_sha256(path)
+        return self.put_file(bucket, content_key(prefix, name, digest, suffix), path, sha256=digest)
+
+    def create_bytes(self, bucket: str, prefix: str, name: str, data: bytes, suffix: str) -> StoredObject:
+        """Create ``data`` once under its content-addressed key (:func:`content_key`)."""
+        key = content_key(prefix, name, hashlib.sha256(data).hexdigest(), suffix)
+        return self.put_bytes(bucket, key, data)
+
     def put_file(self, bucket: str, key: str, path: Path, *, sha256: str | None = None) -> StoredObject:
         digest = sha256 or file_sha256(path)
         with path.open("rb") as body:

@@ -83,8 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{args.command}d {changed} task(s)")
         elif args.command == "log":
             rows = store.recent_log(dag_id=args.dag, limit=args.limit)
-            headers = ["dag_id", "task_id", "run_id", "try", "status", "rows_in", "rows_out",
-                       "rejected", "started_at", "ended_at", "seconds", "error"]
+            headers = [
+                "dag_id",
+                "task_id",
+                "run_id",
+                "try",
+                "status",
+                "rows_in",
+                "rows_out",
+                "rejected",
+                "started_at",
+                "ended_at",
+                "seconds",
+                "error",
+            ]
             print(_table(headers, rows))
     except ControlPlaneUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)

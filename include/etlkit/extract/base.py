@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore, content_key, file_sha256
+from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
 
 
@@ -98,11 +98,10 @@ class TableExtractOperator(BaseOperator):
         spec = self.spec
         stored = None
         if rows:
-            digest = file_sha256(local)
-            key = content_key(
-                f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}", spec.name, digest, ".parquet"
+            prefix = f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}"
+            stored = ImmutableStore(self.aws_conn_id).create_file(
+                self.bucket, prefix, spec.name, local, ".parquet"
             )
-            stored = ImmutableStore(self.aws_conn_id).put_file(self.bucket, key, local, sha256=digest)
             self.log.info(
                 "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
             )
@@ -114,7 +113,7 @@ class TableExtractOperator(BaseOperator):
             stored=stored,
             rows=rows,
             mode=mode,
-            row_versions=row_versions if rows else None,
+            row_versions=row_versions if rows else None,  # nothing landed, no versions to record
             advance_state=advance_state,
         )
         report_rows(context, rows_in=rows, rows_out=rows)

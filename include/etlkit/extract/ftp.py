@@ -34,7 +34,7 @@ from airflow.sdk import BaseOperator
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
-from include.etlkit.storage import ImmutableStore, StoredObject, content_key
+from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.windows import ExtractWindow, source_clock
 
 if TYPE_CHECKING:
@@ -429,11 +429,13 @@ class FtpFileExtractOperator(BaseOperator):
     ) -> dict[str, Any]:
         """Create the object once, then record it: a retry after a crash finds the same key."""
         name = PurePosixPath(remote.name)
-        key = content_key(
-            f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}", name.stem, download.sha256, name.suffix
-        )
-        stored = ImmutableStore(self.aws_conn_id).put_file(
-            self.bucket, key, download.path, sha256=download.sha256
+        stored = ImmutableStore(self.aws_conn_id).create_file(
+            self.bucket,
+            f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}",
+            name.stem,
+            download.path,
+            name.suffix,
+            sha256=download.sha256,
         )
         rows = count_rows(remote.name, download.lines)
         Ledger().record_landing(

@@ -37,7 +37,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore, content_key
+from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -404,10 +404,13 @@ class HttpApiExtractOperator(BaseOperator):
             self._collect(landing)  # raises before anything lands if the listing is not whole
             stored = None
             if landing.rows:
-                digest = landing.digest.hexdigest()
-                key = content_key(self._prefix(window), self.name, digest, ".ndjson")
-                stored = ImmutableStore(self.aws_conn_id).put_file(
-                    self.bucket, key, landing.path, sha256=digest
+                stored = ImmutableStore(self.aws_conn_id).create_file(
+                    self.bucket,
+                    self._prefix(window),
+                    self.name,
+                    landing.path,
+                    ".ndjson",
+                    sha256=landing.digest.hexdigest(),
                 )
                 self.log.info(
                     "%s %s (%d rows, %d pages)",

@@ -130,7 +130,7 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 window,
                 mode=mode,
                 advance_state=advance_state,
-                row_versions=self._row_versions(local, spec) if rows else None,
+                row_versions=self._row_versions(local, spec),
             )
 
     @staticmethod

@@ -15,7 +15,7 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, LedgerObject
-from include.etlkit.storage import ImmutableStore, StoredObject, content_key, file_sha256
+from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.totesys import model
 from include.etlkit.totesys.transform import build_tables
 
@@ -68,9 +68,8 @@ class TotesysTransformOperator(BaseOperator):
                     local,
                     compression="zstd",
                 )
-                digest = file_sha256(local)
-                key = content_key(f"{self.source}/{name}", name, digest, ".parquet")
-                produced.append((name, store.put_file(self.bucket, key, local, sha256=digest), len(frame)))
+                stored = store.create_file(self.bucket, f"{self.source}/{name}", name, local, ".parquet")
+                produced.append((name, stored, len(frame)))
         ledger.record_transform(
             source=self.source, run_id=context["run_id"], taken=pending, produced=produced
         )

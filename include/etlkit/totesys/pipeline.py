@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -22,13 +21,14 @@ from airflow.providers.common.sql.operators.sql import (
 from airflow.sdk import Asset, Variable, task, task_group
 from airflow.timetables.interval import CronDataIntervalTimetable
 
+from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.extract.base import TableSpec
 from include.etlkit.extract.postgres import PostgresTableExtractOperator
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import TableLoad
 from include.etlkit.paths import SQL_DIR
-from include.etlkit.storage import ImmutableStore, content_key
+from include.etlkit.storage import ImmutableStore
 from include.etlkit.totesys.operators import TotesysTransformOperator
 from include.etlkit.totesys.transform import FACTS, LOAD_ORDER
 
@@ -105,9 +105,7 @@ FOREIGN_KEYS: tuple[tuple[str, str, str, str], ...] = (
 
 
 def default_args() -> dict[str, Any]:
-    from include.etlkit.dag_defaults import default_args as shared
-
-    return shared(retry_delay=timedelta(minutes=2))
+    return shared_default_args(retry_delay=timedelta(minutes=2))
 
 
 # -- totesys_ingest -------------------------------------------------------------------------------
@@ -136,13 +134,17 @@ def discover_tables() -> list[dict[str, str]]:
 
 def _per_table(operator: type[PostgresTableExtractOperator], task_id: str, tables: Any) -> Any:
     """One mapped task per table; returns their results (what each landed) for the manifest."""
-    return operator.partial(
-        task_id=task_id,
-        source=SOURCE,
-        conn_id=SOURCE_CONN_ID,
-        bucket=INGESTION_BUCKET,
-        map_index_template="{{ task.table['name'] }}",
-    ).expand(table=tables).output
+    return (
+        operator.partial(
+            task_id=task_id,
+            source=SOURCE,
+            conn_id=SOURCE_CONN_ID,
+            bucket=INGESTION_BUCKET,
+            map_index_template="{{ task.table['name'] }}",
+        )
+        .expand(table=tables)
+        .output
+    )
 
 
 def land_tables(tables: Any) -> Any:
@@ -163,8 +165,9 @@ def write_manifest(landed: list[dict[str, Any]], **context: Any) -> str:
     }
     body = json.dumps(manifest, indent=2, sort_keys=True).encode()
     prefix = f"{SOURCE}/_manifests/{context['data_interval_end']:%Y/%m/%d}"
-    key = content_key(prefix, "manifest", hashlib.sha256(body).hexdigest(), ".json")
-    stored = ImmutableStore().put_bytes(Variable.get("ingestion_bucket"), key, body)
+    stored = ImmutableStore().create_bytes(
+        Variable.get("ingestion_bucket"), prefix, "manifest", body, ".json"
+    )
     return stored.uri
 
 
