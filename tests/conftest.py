@@ -100,6 +100,12 @@ def s3_client():
     return S3Hook(aws_conn_id="aws_default").get_conn()
 
 
+def bucket_keys(s3, bucket: str, prefix: str) -> list[str]:
+    """The keys under ``prefix/`` in ``bucket``, sorted."""
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
 @pytest.fixture(scope="module")
 def bucket(local_services) -> Iterator[str]:
     """A bucket of the module's own on the local S3, emptied and removed afterwards."""

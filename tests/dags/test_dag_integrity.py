@@ -128,4 +128,3 @@ def test_every_dag_sets_catchup_explicitly(path):
     assert calls, f"{path.name} defines no DAG"
     for call in calls:
         assert any(kw.arg == "catchup" for kw in call.keywords), f"{path.name}: catchup is not explicit"
-

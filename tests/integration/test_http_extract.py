@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from include.etlkit.control.accounting import take_outcome
+from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.http import (
     HttpApiError,
     HttpApiExtractOperator,
@@ -29,7 +30,7 @@ from include.etlkit.extract.http import (
     PaginationError,
 )
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -127,11 +128,6 @@ def extract(local_services, bucket, source_name):
     return run
 
 
-def bucket_keys(s3, bucket: str, source_name: str) -> list[str]:
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{source_name}/")
-    return sorted(item["Key"] for item in listing.get("Contents", []))
-
-
 def landed_records(s3, bucket: str, key: str) -> tuple[bytes, list[dict[str, Any]]]:
     raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return raw, [json.loads(line) for line in raw.decode("utf-8").splitlines()]
@@ -146,19 +142,10 @@ def landed_objects(store, source_name: str) -> list[tuple]:
     )
 
 
-def landed_until(store, source_name: str) -> datetime | None:
-    rows = store._run(
-        "SELECT landed_until FROM etl.extract_state WHERE source = %s AND table_name = %s",
-        (source_name, NAME),
-        fetch=True,
-    )
-    return rows[0][0] if rows else None
-
-
 def assert_nothing_landed(s3, bucket, store, source_name) -> None:
     assert bucket_keys(s3, bucket, source_name) == []
     assert landed_objects(store, source_name) == []
-    assert landed_until(store, source_name) is None
+    assert Ledger().landed_until(source_name, NAME) is None
 
 
 def fault(**params: Any) -> dict[str, Any]:
@@ -197,7 +184,7 @@ def test_each_pagination_style_lands_exactly_the_rows_of_the_range(
     assert landed_objects(control_plane, source_name) == [
         (result["key"], NAME, "incremental", EXPECTED_ROWS, datetime(2024, 3, 1), datetime(2024, 4, 1))
     ]
-    assert landed_until(control_plane, source_name) == datetime(2024, 4, 1)
+    assert Ledger().landed_until(source_name, NAME) == datetime(2024, 4, 1)
 
 
 def test_all_styles_land_identical_bytes(extract, s3, bucket):
@@ -227,7 +214,7 @@ def test_an_empty_range_lands_nothing_but_moves_the_state(extract, s3, bucket, s
     assert (result["rows"], result["key"], result["pages"]) == (0, None, 1)
     assert bucket_keys(s3, bucket, source_name) == []
     assert landed_objects(control_plane, source_name) == []
-    assert landed_until(control_plane, source_name) == datetime(2024, 4, 1)
+    assert Ledger().landed_until(source_name, NAME) == datetime(2024, 4, 1)
 
 
 # -- auth -----------------------------------------------------------------------------------------

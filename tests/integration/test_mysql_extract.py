@@ -25,7 +25,7 @@ from include.etlkit.extract.mysql import (
     quote_identifier,
 )
 from infra.local import seed_retail, settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -207,11 +207,6 @@ def landed_objects(store, source_name: str) -> list[tuple]:
         (source_name,),
         fetch=True,
     )
-
-
-def bucket_keys(s3, bucket: str, source_name: str) -> list[str]:
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{source_name}/")
-    return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 def read_parquet(s3, bucket: str, key: str):

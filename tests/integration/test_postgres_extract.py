@@ -18,9 +18,10 @@ import pytest
 from psycopg import sql
 
 from include.etlkit.control.accounting import take_outcome
+from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -188,20 +189,6 @@ def landed_objects(store, source_name: str) -> list[tuple]:
     )
 
 
-def landed_until(store, source_name: str) -> datetime | None:
-    rows = store._run(
-        "SELECT landed_until FROM etl.extract_state WHERE source = %s AND table_name = %s",
-        (source_name, TABLE),
-        fetch=True,
-    )
-    return rows[0][0] if rows else None
-
-
-def bucket_keys(s3, bucket: str, source_name: str) -> list[str]:
-    listing = s3.list_objects_v2(Bucket=bucket, Prefix=f"{source_name}/")
-    return sorted(item["Key"] for item in listing.get("Contents", []))
-
-
 def read_parquet(s3, bucket: str, key: str):
     return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
 
@@ -233,7 +220,7 @@ def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(
     assert landed_objects(control_plane, source_name) == [
         (result["key"], "full", 3, None, datetime(2024, 11, 15, 10, 30))
     ]
-    assert landed_until(control_plane, source_name) == datetime(2024, 11, 15, 10, 30)
+    assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 10, 30)
 
 
 def test_next_interval_without_changes_lands_no_object_but_moves_the_state(
@@ -247,7 +234,7 @@ def test_next_interval_without_changes_lands_no_object_but_moves_the_state(
     assert second["window_start"] == "2024-11-15T10:15:00"  # interval start minus the overlap
     assert bucket_keys(s3, bucket, source_name) == [first["key"]]
     assert [row[0] for row in landed_objects(control_plane, source_name)] == [first["key"]]
-    assert landed_until(control_plane, source_name) == datetime(2024, 11, 15, 11, 0)
+    assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 11, 0)
 
 
 def test_an_updated_row_is_landed_alone_by_the_next_run(extract, s3, bucket, source, source_name):
@@ -292,13 +279,13 @@ def test_landed_until_only_moves_forward_when_an_older_interval_runs_after_a_new
 ):
     extract(0)
     extract(4)  # 12:00-12:30
-    assert landed_until(control_plane, source_name) == datetime(2024, 11, 15, 12, 30)
+    assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 12, 30)
 
     backfill = extract(1)  # 10:30-11:00, after the state is already at 12:30
 
     assert backfill["window_start"] == "2024-11-15T10:15:00"
     assert backfill["window_end"] == "2024-11-15T11:00:00"
-    assert landed_until(control_plane, source_name) == datetime(2024, 11, 15, 12, 30)
+    assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 12, 30)
 
 
 def test_row_version_holds_one_row_per_key_with_the_hash_of_its_latest_version(
