@@ -19,6 +19,7 @@ from psycopg2 import sql
 
 from include.etlkit.paths import sql_file
 from include.etlkit.totesys import model
+from include.etlkit.totesys.transform import LOAD_ORDER, build_tables
 from infra.local import seed_totesys
 
 pytestmark = pytest.mark.integration
@@ -208,22 +209,9 @@ def test_core_ddl_is_valid_idempotent_and_fits_the_model(dsn):
 
         # The model's frames of the real snapshot load as they are (types, NOT NULLs, foreign keys).
         src = {t: _snapshot(FIRST, t) for t in FIRST_COUNTS}
-        facts = {
-            "fact_sales_order": model.fact_sales_order(src["sales_order"]),
-            "fact_purchase_order": model.fact_purchase_order(src["purchase_order"]),
-            "fact_payment": model.fact_payment(src["payment"]),
-        }
-        frames = {
-            "dim_date": model.dim_date(*facts.values()),
-            "dim_staff": model.dim_staff(src["staff"], src["department"]),
-            "dim_location": model.dim_location(src["address"]),
-            "dim_design": model.dim_design(src["design"]),
-            "dim_currency": model.dim_currency(src["currency"]),
-            "dim_counterparty": model.dim_counterparty(src["counterparty"], src["address"]),
-            "dim_transaction": model.dim_transaction(src["transaction"]),
-            "dim_payment_type": model.dim_payment_type(src["payment_type"]),
-            **facts,
-        }
+        # The product's own assembly of the 11 tables, in load order (dimensions before facts).
+        built = build_tables(src, src.__getitem__)
+        frames = {table: built[table] for table in LOAD_ORDER}
         with conn, conn.cursor() as cur:
             for table, frame in frames.items():
                 _copy_frame(cur, table, frame)
@@ -234,7 +222,7 @@ def test_core_ddl_is_valid_idempotent_and_fits_the_model(dsn):
             cur.execute("SELECT sum(unit_price * units_sold) FROM core.fact_sales_order")
             (sales_value,) = cur.fetchone()
         assert loaded == {table: len(frame) for table, frame in frames.items()}
-        sales = facts["fact_sales_order"]
+        sales = frames["fact_sales_order"]
         expected_value = sum(
             p * q for p, q in zip(sales["unit_price"].tolist(), sales["units_sold"].tolist(), strict=True)
         )

@@ -27,6 +27,7 @@ from psycopg2.extensions import connection
 
 from include.etlkit.paths import SQL_DIR, sql_file
 from include.etlkit.totesys import model
+from include.etlkit.totesys.transform import LOAD_ORDER, build_tables
 from infra.local import seed_totesys
 
 pytestmark = pytest.mark.integration
@@ -100,22 +101,9 @@ def warehouse(source: dict[str, pd.DataFrame]) -> Iterator[connection]:
         with conn, conn.cursor() as cur:
             cur.execute(sql_file("postgres", "totesys", "core.sql").read_text())
         _apply_marts(conn)
-        facts = {
-            "fact_sales_order": model.fact_sales_order(source["sales_order"]),
-            "fact_purchase_order": model.fact_purchase_order(source["purchase_order"]),
-            "fact_payment": model.fact_payment(source["payment"]),
-        }
-        frames = {
-            "dim_date": model.dim_date(*facts.values()),
-            "dim_staff": model.dim_staff(source["staff"], source["department"]),
-            "dim_location": model.dim_location(source["address"]),
-            "dim_design": model.dim_design(source["design"]),
-            "dim_currency": model.dim_currency(source["currency"]),
-            "dim_counterparty": model.dim_counterparty(source["counterparty"], source["address"]),
-            "dim_transaction": model.dim_transaction(source["transaction"]),
-            "dim_payment_type": model.dim_payment_type(source["payment_type"]),
-            **facts,
-        }
+        # The product's own assembly of the 11 tables, in load order (dimensions before facts).
+        built = build_tables(source, source.__getitem__)
+        frames = {table: built[table] for table in LOAD_ORDER}
         with conn, conn.cursor() as cur:
             for table, frame in frames.items():
                 _copy(cur, table, frame)
