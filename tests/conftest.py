@@ -21,7 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DAGS = ROOT / "tests" / "dags" / "fixtures"
 
-os.environ["ETL_SUFFIX"] = "_test"
+# ETL_TEST_SUFFIX lets two suites share one machine (say, two checkouts) without sharing data.
+os.environ["ETL_SUFFIX"] = os.environ.get("ETL_TEST_SUFFIX", "_test")
 os.environ["AIRFLOW_HOME"] = os.environ.get("ETL_TEST_AIRFLOW_HOME", str(ROOT / ".airflow-test"))
 
 from infra.local import settings  # noqa: E402  (reads ETL_SUFFIX)

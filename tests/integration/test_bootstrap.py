@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from infra.local import settings
 from infra.local.bootstrap import ServiceDown, ensure_mysql_database, ensure_postgres_database
 
 pytestmark = pytest.mark.integration
 
 
 def test_creating_the_databases_twice_is_harmless(control_plane):
-    assert ensure_postgres_database("totesys") == ensure_postgres_database("totesys") == "totesys_test"
-    assert ensure_mysql_database("retail_mysql") == ensure_mysql_database("retail_mysql") == "retail_test"
+    assert ensure_postgres_database("totesys") == ensure_postgres_database("totesys") == f"totesys{settings.SUFFIX}"
+    assert ensure_mysql_database("retail_mysql") == ensure_mysql_database("retail_mysql") == f"retail{settings.SUFFIX}"
 
 
 def test_a_postgres_server_that_is_down_gets_an_error_saying_how_to_start_it(monkeypatch):
