@@ -34,6 +34,9 @@ S3_PORT = int(_env("ETL_S3_PORT", "9090"))
 FTP_PORT = int(_env("ETL_FTP_PORT", "2121"))
 API_PORT = int(_env("ETL_API_PORT", "8088"))
 UI_PORT = int(_env("ETL_UI_PORT", "8080"))
+# Failure alerts are emailed here (no server is started: `python -m aiosmtpd -n -l 127.0.0.1:1025`
+# prints them; otherwise each alert logs that it could not be delivered and the task is unaffected).
+SMTP_PORT = int(_env("ETL_SMTP_PORT", "1025"))
 
 PG_HOST = _env("ETL_PG_HOST", LOOPBACK)
 PG_PORT = int(_env("ETL_PG_PORT", "5432"))
@@ -108,6 +111,20 @@ def default_connections() -> dict[str, str]:
                 "extra": {"passive": True},
             }
         ),
+        "smtp_default": json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": LOOPBACK,
+                "port": SMTP_PORT,
+                # A plain local sink: no SSL, no STARTTLS, no login.
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "airflow@localhost",
+                    "timeout": 10,
+                },
+            }
+        ),
         "rates_api": json.dumps(
             {
                 "conn_type": "http",
@@ -122,7 +139,16 @@ def default_connections() -> dict[str, str]:
 
 
 def default_variables() -> dict[str, str]:
-    return {**BUCKETS, "warehouse_conn_id": "warehouse", "alert_emails": "data-team@example.com"}
+    return {
+        **BUCKETS,
+        "warehouse_conn_id": "warehouse",
+        "alert_emails": "data-team@example.com",
+        # Empty: failure alerts go by email only, unless a topic is set (AIRFLOW_VAR_ALERT_SNS_TOPIC_ARN).
+        "alert_sns_topic_arn": "",
+        # The FTP directory the retail sales files arrive in (include/config/retail.yaml); per
+        # suffix, so the test suite's deliveries never mix with the demo's on the shared server.
+        "retail_sales_dir": f"/sales{SUFFIX}",
+    }
 
 
 def airflow_environment(base: dict[str, str] | None = None) -> dict[str, str]:

@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 
+from include.etlkit.alerts import has_failure_alert
 from include.etlkit.control.gate import is_gated
 from include.etlkit.dag_defaults import OWNER
 
@@ -112,6 +113,12 @@ def test_every_task_is_gated_by_the_audit_table(dagbag):
     for dag in dagbag.dags.values():
         ungated = [t.task_id for t in dag.tasks if not is_gated(t)]
         assert not ungated, f"{dag.dag_id}: tasks without the etl.audit gate: {ungated}"
+
+
+def test_every_task_alerts_on_failure(dagbag):
+    for dag in dagbag.dags.values():
+        silent = [t.task_id for t in dag.tasks if not has_failure_alert(t)]
+        assert not silent, f"{dag.dag_id}: tasks without the failure alert (email and SNS): {silent}"
 
 
 def _callee(call: ast.Call) -> str | None:

@@ -54,6 +54,8 @@ DESIGN_VARIABLES = {
     "processed_bucket": "etl-processed",
     "warehouse_conn_id": "warehouse",
     "alert_emails": "data-team@example.com",
+    "alert_sns_topic_arn": "",
+    "retail_sales_dir": "/sales",
 }
 POSTGRES_DATABASES = {"totesys", "warehouse"}
 MYSQL_DATABASE = "retail"
@@ -307,7 +309,7 @@ def test_aws_connection_sends_s3_calls_to_the_compose_s3_service(airflow_env, se
     assert environment_of(services["s3"])["MOTO_PORT"] == "9090"
 
 
-def test_the_four_airflow_variables_are_set_to_the_design_defaults(airflow_env):
+def test_the_airflow_variables_are_set_to_the_design_defaults(airflow_env):
     assert set(settings.default_variables()) <= set(DESIGN_VARIABLES)
     for name, expected in DESIGN_VARIABLES.items():
         assert interpolate(airflow_env[f"AIRFLOW_VAR_{name.upper()}"]) == expected, name
