@@ -12,138 +12,43 @@ count are computed, is checked against the listed size (a file truncated, replac
 mid-download is recorded ``failed`` and the others still land), and is created once in S3 under a
 content-addressed key (:mod:`include.etlkit.storage`), then recorded in the ledger
 (``etl.landed_object``, mode ``file``) for the transforms. Any failed file fails the task at the end,
-after every other file has landed, so Airflow's retry only has the failures left to do.
+after every other file has landed, so Airflow's retry only has the failures left to do. That
+bookkeeping is the one every file drop shares (:mod:`include.etlkit.extract.files`).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import ftplib  # nosec: B402 (the drop speaks plain FTP; the connection decides the server)
-import hashlib
 import posixpath
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.control.store import ControlStore
-from include.etlkit.storage import ImmutableStore, StoredObject
+from include.etlkit.extract.files import (
+    BLOCK_SIZE,
+    SKIPPED_IN_PROGRESS,
+    DigestingWriter,
+    Download,
+    FileDropRun,
+    RemoteFile,
+    unsettled,
+)
 from include.etlkit.windows import ExtractWindow, source_clock
 
 if TYPE_CHECKING:
     from airflow.providers.ftp.hooks.ftp import FTPHook
 
-# Files whose landed row count is their line count (minus a header line for the delimited ones).
-# Anything else (archives, spreadsheets, binaries) is landed with rows = 0: only a parser could count.
-TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".psv", ".txt", ".dat", ".jsonl", ".ndjson"})
-HEADER_SUFFIXES = frozenset({".csv", ".tsv", ".psv"})
-BLOCK_SIZE = 1 << 20  # bytes per FTP read: the most a download holds in memory at once
 # Errors a single transfer can raise without the whole drop being unusable.
 TRANSFER_ERRORS = (ftplib.Error, OSError, EOFError)
-
-LANDED = "landed"
-SKIPPED_IN_PROGRESS = "skipped_in_progress"
-FAILED = "failed"
 
 
 class FtpExtractError(RuntimeError):
     """The FTP drop could not be read, or some of its files could not be landed (see the message)."""
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """One version of a remote file: its identity is (path, size, modified_at)."""
-
-    path: str
-    size: int
-    modified_at: datetime  # naive UTC, as the server reports it (MDTM)
-
-    @property
-    def name(self) -> str:
-        return posixpath.basename(self.path)
-
-    @property
-    def version(self) -> tuple[str, int, datetime]:
-        return (self.path, self.size, self.modified_at)
-
-
-@dataclass(frozen=True)
-class Download:
-    path: Path
-    size: int
-    sha256: str
-    lines: int
-
-
-class SourceFileLedger:
-    """``etl.source_file``: which versions of which remote files were landed, skipped or failed."""
-
-    def __init__(self, store: ControlStore | None = None) -> None:
-        self.store = store or ControlStore()
-
-    def landed_versions(self, source: str, paths: Sequence[str]) -> set[tuple[str, int, datetime]]:
-        rows = self.store._run(
-            "SELECT remote_path, size, modified_at FROM etl.source_file "
-            "WHERE source = %s AND remote_path = ANY(%s) AND status = 'landed'",
-            (source, list(paths)),
-            fetch=True,
-        )
-        return {(path, size, modified_at) for path, size, modified_at in rows or []}
-
-    def record(
-        self,
-        source: str,
-        remote: RemoteFile,
-        status: str,
-        run_id: str,
-        *,
-        reason: str | None = None,
-        stored: StoredObject | None = None,
-    ) -> None:
-        """Insert or update the version's row; a row already ``landed`` is never changed."""
-        self.store._run(
-            "INSERT INTO etl.source_file AS f (source, remote_path, size, modified_at, sha256, status, "
-            "landed_bucket, landed_key, reason, run_id, landed_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "CASE WHEN %s = 'landed' THEN now() END) "
-            "ON CONFLICT (source, remote_path, size, modified_at) DO UPDATE SET "
-            "sha256 = EXCLUDED.sha256, status = EXCLUDED.status, landed_bucket = EXCLUDED.landed_bucket, "
-            "landed_key = EXCLUDED.landed_key, reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, "
-            "landed_at = EXCLUDED.landed_at, updated_at = now() "
-            "WHERE f.status <> 'landed'",
-            (
-                source,
-                remote.path,
-                remote.size,
-                remote.modified_at,
-                stored.sha256 if stored else None,
-                status,
-                stored.bucket if stored else None,
-                stored.key if stored else None,
-                reason,
-                run_id,
-                status,
-            ),
-        )
-
-
-def count_rows(name: str, lines: int) -> int:
-    """Landed rows of a text file: its lines, less the header of a delimited file; 0 otherwise.
-
-    Lines, not parsed records: a quoted CSV field spanning lines counts once per line. The count is
-    for the task log and the ledger, not a contract; the transforms parse the file properly.
-    """
-    suffix = PurePosixPath(name).suffix.lower()
-    if suffix not in TEXT_SUFFIXES:
-        return 0
-    return max(lines - 1, 0) if suffix in HEADER_SUFFIXES else lines
 
 
 class FtpFileExtractOperator(BaseOperator):
@@ -200,15 +105,15 @@ class FtpFileExtractOperator(BaseOperator):
     # -- the run ----------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
-        run_id = context["run_id"]
-        window = ExtractWindow(None, source_clock(context["data_interval_end"]))
-        files = SourceFileLedger()
-        summary: dict[str, list[Any]] = {
-            LANDED: [],
-            SKIPPED_IN_PROGRESS: [],
-            "already_landed": [],
-            FAILED: [],
-        }
+        run = FileDropRun(
+            source=self.source,
+            name=self.name,
+            bucket=self.bucket,
+            aws_conn_id=self.aws_conn_id,
+            run_id=context["run_id"],
+            window=ExtractWindow(None, source_clock(context["data_interval_end"])),
+            log=self.log,
+        )
         hook = self.get_hook()
         try:
             self._connect(hook)
@@ -216,20 +121,20 @@ class FtpFileExtractOperator(BaseOperator):
             self.log.info(
                 "%d file(s) in %s match %r on %s", len(seen), self.remote_dir, self.pattern, self.ftp_conn_id
             )
-            done = files.landed_versions(self.source, [f.path for f in seen]) if seen else set()
+            done = run.landed_versions(seen)
             candidates = []
             for remote in seen:
                 if remote.version in done:
-                    summary["already_landed"].append(remote.path)
+                    run.already_landed(remote)
                     continue
-                reason = self._unsettled(remote)
+                reason = unsettled(remote, self.settle_seconds)
                 if reason:
-                    self._skip(files, remote, reason, run_id, summary)
+                    run.skip(remote, reason)
                 else:
                     candidates.append(remote)
             for remote, reason in self._unstable(hook, candidates):
-                self._skip(files, remote, reason, run_id, summary)
-            unstable = set(summary[SKIPPED_IN_PROGRESS])
+                run.skip(remote, reason)
+            unstable = set(run.summary[SKIPPED_IN_PROGRESS])
             to_land = [f for f in candidates if f.path not in unstable]
 
             with tempfile.TemporaryDirectory(prefix=f"ftp-{self.name}-") as tmp:
@@ -238,35 +143,15 @@ class FtpFileExtractOperator(BaseOperator):
                     try:
                         download = self._download(hook, remote, local)
                     except FtpExtractError as exc:
-                        self.log.error("failed %s: %s", remote.path, exc)
-                        files.record(self.source, remote, FAILED, run_id, reason=str(exc))
-                        summary[FAILED].append({"path": remote.path, "reason": str(exc)})
+                        run.fail(remote, str(exc))
                         continue
                     try:
-                        summary[LANDED].append(self._land(files, remote, download, window, run_id))
+                        run.land(remote, download)
                     finally:
                         local.unlink(missing_ok=True)
         finally:
             self._close(hook)
-
-        report_rows(
-            context, rows_in=len(seen), rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED])
-        )
-        self.log.info(
-            "%s/%s: %d landed, %d left in progress, %d already landed, %d failed",
-            self.source,
-            self.name,
-            *(len(summary[k]) for k in (LANDED, SKIPPED_IN_PROGRESS, "already_landed", FAILED)),
-        )
-        if summary[FAILED]:
-            details = "; ".join(f"{f['path']}: {f['reason']}" for f in summary[FAILED])
-            raise FtpExtractError(
-                f"{len(summary[FAILED])} of {len(seen)} file(s) in {self.remote_dir} could not be landed "
-                f"({len(summary[LANDED])} landed, {len(summary['already_landed'])} already landed, "
-                f"{len(summary[SKIPPED_IN_PROGRESS])} left in progress); a retry takes them again: "
-                f"{details}"
-            )
-        return summary
+        return run.finish(context, len(seen), self.remote_dir, FtpExtractError)
 
     def get_hook(self) -> FTPHook:
         from airflow.providers.ftp.hooks.ftp import FTPHook
@@ -350,15 +235,6 @@ class FtpFileExtractOperator(BaseOperator):
             return None
         return RemoteFile(path, size, modified_at)
 
-    def _unsettled(self, remote: RemoteFile) -> str | None:
-        age = datetime.now(UTC).replace(tzinfo=None) - remote.modified_at
-        if age < timedelta(seconds=self.settle_seconds):
-            return (
-                f"modified {age.total_seconds():.0f}s ago (at {remote.modified_at:%Y-%m-%d %H:%M:%S} UTC), "
-                f"less than settle_seconds={self.settle_seconds:g}: still being written?"
-            )
-        return None
-
     def _unstable(self, hook: FTPHook, candidates: Sequence[RemoteFile]) -> Iterable[tuple[RemoteFile, str]]:
         """The candidates whose size or time moved over ``stable_check_seconds``, with why."""
         if not self.stable_check_seconds or not candidates:
@@ -378,89 +254,24 @@ class FtpFileExtractOperator(BaseOperator):
                     ),
                 )
 
-    def _skip(
-        self, files: SourceFileLedger, remote: RemoteFile, reason: str, run_id: str, summary: dict
-    ) -> None:
-        self.log.info("leaving %s for a later run: %s", remote.path, reason)
-        files.record(self.source, remote, SKIPPED_IN_PROGRESS, run_id, reason=reason)
-        summary[SKIPPED_IN_PROGRESS].append(remote.path)
-
     # -- landing ----------------------------------------------------------------------------------
 
     def _download(self, hook: FTPHook, remote: RemoteFile, local: Path) -> Download:
         """Stream ``remote`` to ``local``, hashing and counting lines as blocks arrive."""
-        digest = hashlib.sha256()
-        state = {"size": 0, "lines": 0, "last": b"\n"}
-
         with local.open("wb") as out:
-
-            def write(block: bytes) -> None:
-                out.write(block)
-                digest.update(block)
-                state["size"] += len(block)
-                state["lines"] += block.count(b"\n")
-                state["last"] = block[-1:]
-
+            writer = DigestingWriter(out)
             try:
                 self._connect(hook)
-                hook.retrieve_file(remote.path, None, callback=write, block_size=BLOCK_SIZE)
+                hook.retrieve_file(remote.path, None, callback=writer.write, block_size=BLOCK_SIZE)
             except TRANSFER_ERRORS as exc:
                 if not isinstance(exc, ftplib.error_perm):
                     self._close(hook)  # the connection may be half-way through a transfer: start afresh
                 raise FtpExtractError(
-                    f"download failed after {state['size']} of {remote.size} bytes: {exc}"
+                    f"download failed after {writer.size} of {remote.size} bytes: {exc}"
                 ) from exc
-        if state["size"] != remote.size:
+        if writer.size != remote.size:
             raise FtpExtractError(
-                f"downloaded {state['size']} bytes but the listing said {remote.size}: the file changed "
+                f"downloaded {writer.size} bytes but the listing said {remote.size}: the file changed "
                 "or was removed during the download"
             )
-        # A last line without its newline is still a line.
-        lines = state["lines"] + (1 if state["size"] and state["last"] != b"\n" else 0)
-        return Download(local, state["size"], digest.hexdigest(), lines)
-
-    def _land(
-        self,
-        files: SourceFileLedger,
-        remote: RemoteFile,
-        download: Download,
-        window: ExtractWindow,
-        run_id: str,
-    ) -> dict[str, Any]:
-        """Create the object once, then record it: a retry after a crash finds the same key."""
-        name = PurePosixPath(remote.name)
-        stored = ImmutableStore(self.aws_conn_id).create_file(
-            self.bucket,
-            f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}",
-            name.stem,
-            download.path,
-            name.suffix,
-            sha256=download.sha256,
-        )
-        rows = count_rows(remote.name, download.lines)
-        Ledger().record_landing(
-            source=self.source,
-            table_name=self.name,
-            window=window,
-            run_id=run_id,
-            stored=stored,
-            rows=rows,
-            mode="file",
-            advance_state=False,
-        )
-        files.record(self.source, remote, LANDED, run_id, stored=stored)
-        self.log.info(
-            "%s %s -> %s (%d bytes, %d rows)",
-            "landed" if stored.created else "already in the bucket:",
-            remote.path,
-            stored.uri,
-            download.size,
-            rows,
-        )
-        return {
-            "path": remote.path,
-            "key": stored.key,
-            "sha256": stored.sha256,
-            "size": download.size,
-            "rows": rows,
-        }
+        return writer.download(local)

@@ -1,0 +1,307 @@
+"""Landing of file drops (FTP, S3 prefixes): the one way a dropped file becomes a landed object.
+
+A drop delivers whole files, not rows. Each *version* of each remote file is landed exactly once:
+``etl.source_file`` keeps one row per version seen, and its UNIQUE constraint over the version's
+identity (remote path, size, modification time and, where the source has one, the ETag) makes the
+database itself guarantee it even when two runs race. A version is recorded ``landed``,
+``skipped_in_progress`` (still being written: a later run takes it) or ``failed`` (a later run, or
+Airflow's retry, takes it again); a ``landed`` row never changes.
+
+The pieces every drop operator shares live here, so the FTP and S3 operators cannot drift apart:
+
+- :class:`RemoteFile`, one version of a remote file, and :func:`unsettled`, the settle-time rule;
+- :class:`DigestingWriter`, which streams a download to a local file while hashing and counting
+  lines (a file is never held whole in memory);
+- :class:`SourceFileLedger`, the ``etl.source_file`` reads and writes;
+- :class:`FileDropRun`, one run's bookkeeping: land (create once under a content-addressed key,
+  record in ``etl.landed_object`` with ``mode="file"``, then in ``etl.source_file``), skip, fail,
+  and at the end report the row counts and fail the task if any file failed, after every other
+  file has landed, so Airflow's retry has only the failures left to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from include.etlkit.control.accounting import report_rows
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.store import ControlStore
+from include.etlkit.storage import ImmutableStore, StoredObject
+from include.etlkit.windows import ExtractWindow
+
+# Files whose landed row count is their line count (minus a header line for the delimited ones).
+# Anything else (archives, spreadsheets, JSON documents, binaries) is landed with rows = 0: only a
+# parser could count.
+TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".psv", ".txt", ".dat", ".jsonl", ".ndjson"})
+HEADER_SUFFIXES = frozenset({".csv", ".tsv", ".psv"})
+BLOCK_SIZE = 1 << 20  # bytes per read: the most a download holds in memory at once
+
+LANDED = "landed"
+SKIPPED_IN_PROGRESS = "skipped_in_progress"
+ALREADY_LANDED = "already_landed"
+FAILED = "failed"
+
+Version = tuple[str, int, datetime, str | None]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One version of a remote file: its identity is (path, size, modified_at, etag).
+
+    ``etag`` is None where the source has none (FTP). ``path`` is what the ledger records, so it
+    must name the file unambiguously across the source (an S3 drop uses ``s3://bucket/key``).
+    """
+
+    path: str
+    size: int
+    modified_at: datetime  # naive UTC, like every source clock in etl.*
+    etag: str | None = None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def version(self) -> Version:
+        return (self.path, self.size, self.modified_at, self.etag)
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    size: int
+    sha256: str
+    lines: int
+
+
+def unsettled(remote: RemoteFile, settle_seconds: float, now: datetime | None = None) -> str | None:
+    """Why ``remote`` looks still being written (modified under ``settle_seconds`` ago), or None."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    age = now - remote.modified_at
+    if age < timedelta(seconds=settle_seconds):
+        return (
+            f"modified {age.total_seconds():.0f}s ago (at {remote.modified_at:%Y-%m-%d %H:%M:%S} UTC), "
+            f"less than settle_seconds={settle_seconds:g}: still being written?"
+        )
+    return None
+
+
+def count_rows(name: str, lines: int) -> int:
+    """Landed rows of a text file: its lines, less the header of a delimited file; 0 otherwise.
+
+    Lines, not parsed records: a quoted CSV field spanning lines counts once per line. The count is
+    for the task log and the ledger, not a contract; the transforms parse the file properly.
+    """
+    suffix = PurePosixPath(name).suffix.lower()
+    if suffix not in TEXT_SUFFIXES:
+        return 0
+    return max(lines - 1, 0) if suffix in HEADER_SUFFIXES else lines
+
+
+class DigestingWriter:
+    """Write blocks of a download to ``out`` while computing its size, SHA-256 and line count."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out = out
+        self.size = 0
+        self._digest = hashlib.sha256()
+        self._lines = 0
+        self._last = b"\n"
+
+    def write(self, block: bytes) -> None:
+        if not block:
+            return
+        self.out.write(block)
+        self._digest.update(block)
+        self.size += len(block)
+        self._lines += block.count(b"\n")
+        self._last = block[-1:]
+
+    def download(self, path: Path) -> Download:
+        # A last line without its newline is still a line.
+        lines = self._lines + (1 if self.size and self._last != b"\n" else 0)
+        return Download(path, self.size, self._digest.hexdigest(), lines)
+
+
+class SourceFileLedger:
+    """``etl.source_file``: which versions of which remote files were landed, skipped or failed."""
+
+    def __init__(self, store: ControlStore | None = None) -> None:
+        self.store = store or ControlStore()
+
+    def landed_versions(self, source: str, paths: Sequence[str]) -> set[Version]:
+        if not paths:
+            return set()
+        rows = self.store._run(
+            "SELECT remote_path, size, modified_at, etag FROM etl.source_file "
+            "WHERE source = %s AND remote_path = ANY(%s) AND status = 'landed'",
+            (source, list(paths)),
+            fetch=True,
+        )
+        return {(path, size, modified_at, etag) for path, size, modified_at, etag in rows or []}
+
+    def record(
+        self,
+        source: str,
+        remote: RemoteFile,
+        status: str,
+        run_id: str,
+        *,
+        reason: str | None = None,
+        stored: StoredObject | None = None,
+        version_id: str | None = None,
+    ) -> None:
+        """Insert or update the version's row; a row already ``landed`` is never changed."""
+        self.store._run(
+            "INSERT INTO etl.source_file AS f (source, remote_path, size, modified_at, etag, version_id, "
+            "sha256, status, landed_bucket, landed_key, reason, run_id, landed_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "CASE WHEN %s = 'landed' THEN now() END) "
+            "ON CONFLICT (source, remote_path, size, modified_at, etag) DO UPDATE SET "
+            "version_id = coalesce(EXCLUDED.version_id, f.version_id), "
+            "sha256 = EXCLUDED.sha256, status = EXCLUDED.status, landed_bucket = EXCLUDED.landed_bucket, "
+            "landed_key = EXCLUDED.landed_key, reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, "
+            "landed_at = EXCLUDED.landed_at, updated_at = now() "
+            "WHERE f.status <> 'landed'",
+            (
+                source,
+                remote.path,
+                remote.size,
+                remote.modified_at,
+                remote.etag,
+                version_id,
+                stored.sha256 if stored else None,
+                status,
+                stored.bucket if stored else None,
+                stored.key if stored else None,
+                reason,
+                run_id,
+                status,
+            ),
+        )
+
+
+class FileDropRun:
+    """One run of a drop operator: lands, skips and fails files, then reports and fails at the end.
+
+    :param source: the first part of every landed key, and the ledger's ``source``.
+    :param name: the feed name: the second part of the key, the ledger's ``table_name``.
+    :param bucket: the ingestion bucket the files land in.
+    :param window: the run's window; its ``upper`` dates the keys (``YYYY/MM/DD``).
+    :param log: the operator's logger, so every line appears in the task's log.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        name: str,
+        bucket: str,
+        aws_conn_id: str,
+        run_id: str,
+        window: ExtractWindow,
+        log: logging.Logger | Any,
+        files: SourceFileLedger | None = None,
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.run_id = run_id
+        self.window = window
+        self.log = log
+        self.files = files or SourceFileLedger()
+        self.store = ImmutableStore(aws_conn_id)
+        self.ledger = Ledger(self.files.store)
+        self.summary: dict[str, list[Any]] = {
+            LANDED: [],
+            SKIPPED_IN_PROGRESS: [],
+            ALREADY_LANDED: [],
+            FAILED: [],
+        }
+
+    def landed_versions(self, seen: Sequence[RemoteFile]) -> set[Version]:
+        return self.files.landed_versions(self.source, [f.path for f in seen])
+
+    def already_landed(self, remote: RemoteFile) -> None:
+        self.summary[ALREADY_LANDED].append(remote.path)
+
+    def skip(self, remote: RemoteFile, reason: str) -> None:
+        self.log.info("leaving %s for a later run: %s", remote.path, reason)
+        self.files.record(self.source, remote, SKIPPED_IN_PROGRESS, self.run_id, reason=reason)
+        self.summary[SKIPPED_IN_PROGRESS].append(remote.path)
+
+    def fail(self, remote: RemoteFile, reason: str) -> None:
+        self.log.error("failed %s: %s", remote.path, reason)
+        self.files.record(self.source, remote, FAILED, self.run_id, reason=reason)
+        self.summary[FAILED].append({"path": remote.path, "reason": reason})
+
+    def land(
+        self, remote: RemoteFile, download: Download, *, version_id: str | None = None
+    ) -> dict[str, Any]:
+        """Create the object once, then record it: a retry after a crash finds the same key."""
+        name = PurePosixPath(remote.name)
+        stored = self.store.create_file(
+            self.bucket,
+            f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}",
+            name.stem,
+            download.path,
+            name.suffix,
+            sha256=download.sha256,
+        )
+        rows = count_rows(remote.name, download.lines)
+        self.ledger.record_landing(
+            source=self.source,
+            table_name=self.name,
+            window=self.window,
+            run_id=self.run_id,
+            stored=stored,
+            rows=rows,
+            mode="file",
+            advance_state=False,
+        )
+        self.files.record(self.source, remote, LANDED, self.run_id, stored=stored, version_id=version_id)
+        self.log.info(
+            "%s %s -> %s (%d bytes, %d rows)",
+            "landed" if stored.created else "already in the bucket:",
+            remote.path,
+            stored.uri,
+            download.size,
+            rows,
+        )
+        landed = {
+            "path": remote.path,
+            "key": stored.key,
+            "sha256": stored.sha256,
+            "size": download.size,
+            "rows": rows,
+        }
+        self.summary[LANDED].append(landed)
+        return landed
+
+    def finish(self, context: Any, seen: int, where: str, error: type[Exception]) -> dict[str, list[Any]]:
+        """Report the try's counts and log the outcome; raise ``error`` naming every failed file."""
+        summary = self.summary
+        report_rows(context, rows_in=seen, rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED]))
+        self.log.info(
+            "%s/%s: %d landed, %d left in progress, %d already landed, %d failed",
+            self.source,
+            self.name,
+            *(len(summary[k]) for k in (LANDED, SKIPPED_IN_PROGRESS, ALREADY_LANDED, FAILED)),
+        )
+        if summary[FAILED]:
+            details = "; ".join(f"{f['path']}: {f['reason']}" for f in summary[FAILED])
+            raise error(
+                f"{len(summary[FAILED])} of {seen} file(s) in {where} could not be landed "
+                f"({len(summary[LANDED])} landed, {len(summary[ALREADY_LANDED])} already landed, "
+                f"{len(summary[SKIPPED_IN_PROGRESS])} left in progress); a retry takes them again: "
+                f"{details}"
+            )
+        return summary

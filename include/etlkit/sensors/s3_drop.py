@@ -1,0 +1,272 @@
+"""Wait for a partner's S3 drop to hold a file not landed yet, without holding a worker slot.
+
+:class:`S3DropSensor` succeeds as soon as the drop prefix holds at least one settled object matching
+the patterns whose version (:mod:`include.etlkit.extract.s3_drop`) is not ``landed`` in
+``etl.source_file``. Only the worker reads the ledger: when nothing is new it hands the trigger the
+fingerprints of the versions present and already landed, and defers. :class:`S3DropTrigger` lists the
+prefix every ``poke_interval`` seconds and fires once it sees a settled version outside that set; the
+sensor resumes on a worker, checks the ledger again (a run may have landed the file meanwhile) and
+either succeeds, returning the ``s3://`` paths of the new objects, or defers again with the new set.
+
+Why not the amazon provider's ``S3KeySensor(deferrable=True)`` / ``S3KeyTrigger``: that trigger
+fires as soon as *any* key matches, and the drop always holds the files already landed (landed data
+is immutable, drops are never deleted), so it would fire at once on every deferral and the worker's
+``check_fn`` would re-defer in a tight loop, each cycle costing a worker slot. "New, not yet landed"
+needs the ledger's answer inside the trigger's condition, hence a trigger of our own.
+
+Why the trigger lists in a thread (``asyncio.to_thread``) rather than with the provider's async hook
+(``S3Hook.get_async_conn``): the async hook needs ``aiobotocore``, which the project does not install
+(it is only in the constraints, as an optional extra of the amazon provider). One LIST call per poke
+in the triggerer's default thread pool never blocks its event loop, and the trigger runs exactly the
+listing code the extract and the worker use (:func:`~include.etlkit.extract.s3_drop.list_drop`), so
+all three agree on what a version is.
+
+The trigger also ends itself at the sensor's deadline (``timeout`` from the first poke, carried across
+re-deferrals), so the sensor times out even where the triggerer does not enforce deferral timeouts
+(``dag.test()`` runs triggers inline); a timeout fails the task, or skips it with ``soft_fail=True``.
+The trigger class must be importable by the triggerer: on MWAA the ``dags/`` folder (holding
+``include/``) must be on its ``sys.path``.
+
+**The event-driven alternative** (documented, not built): with S3 event notifications sent to SQS,
+Airflow 3's ``AssetWatcher`` with the common-messaging provider's ``MessageQueueTrigger(scheme="sqs",
+sqs_queue=..., aws_conn_id=...)`` turns each ``ObjectCreated`` event into an Asset event, and a DAG
+scheduled on that Asset runs :class:`~include.etlkit.extract.s3_drop.S3DropExtractOperator`. No task
+waits at all, which is the better production shape for many partners. The extract still lists the
+prefix and consults the ledger (an event only wakes the DAG, it does not define the work), so a lost
+or duplicated notification costs nothing. It needs the SQS queue, its policy and the bucket
+notification in Terraform, and ``apache-airflow-providers-common-messaging`` (2.0.4 in the
+constraints) added to ``requirements.txt``; it is not installed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout, AirflowSkipException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from include.etlkit.extract.files import SourceFileLedger, unsettled
+from include.etlkit.extract.s3_drop import (
+    DEFAULT_IGNORE_PATTERNS,
+    DEFAULT_PATTERNS,
+    DEFAULT_SETTLE_SECONDS,
+    DropObject,
+    S3DropError,
+    list_drop,
+    normalise_prefix,
+)
+
+
+def _s3_client(aws_conn_id: str) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+
+
+class S3DropTrigger(BaseTrigger):
+    """Fire once the drop holds a settled version whose fingerprint is not in ``known``.
+
+    :param known: fingerprints (:attr:`DropObject.fingerprint`) of the versions present and already
+        landed when the sensor deferred: about 20 bytes each in the trigger's stored kwargs.
+    :param deadline: ISO time (UTC) at which to give up with a ``timeout`` event; None waits forever.
+    """
+
+    def __init__(
+        self,
+        *,
+        drop_bucket: str,
+        drop_prefix: str,
+        patterns: Sequence[str],
+        ignore_patterns: Sequence[str],
+        known: Sequence[str],
+        settle_seconds: float,
+        aws_conn_id: str = "aws_default",
+        poke_interval: float = 60,
+        deadline: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.drop_bucket = drop_bucket
+        self.drop_prefix = drop_prefix
+        self.patterns = list(patterns)
+        self.ignore_patterns = list(ignore_patterns)
+        self.known = sorted(known)
+        self.settle_seconds = settle_seconds
+        self.aws_conn_id = aws_conn_id
+        self.poke_interval = poke_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "drop_bucket": self.drop_bucket,
+                "drop_prefix": self.drop_prefix,
+                "patterns": self.patterns,
+                "ignore_patterns": self.ignore_patterns,
+                "known": self.known,
+                "settle_seconds": self.settle_seconds,
+                "aws_conn_id": self.aws_conn_id,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    def new_objects(self, client: Any) -> list[DropObject]:
+        """The settled versions in the drop that were not known to be landed (a blocking call)."""
+        known = set(self.known)
+        listed = list_drop(client, self.drop_bucket, self.drop_prefix, self.patterns, self.ignore_patterns)
+        return [o for o in listed if o.fingerprint not in known and not unsettled(o, self.settle_seconds)]
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        where = f"s3://{self.drop_bucket}/{self.drop_prefix}"
+        deadline = datetime.fromisoformat(self.deadline) if self.deadline else None
+        try:
+            client = await asyncio.to_thread(_s3_client, self.aws_conn_id)
+            while True:
+                new = await asyncio.to_thread(self.new_objects, client)
+                if new:
+                    self.log.info("%d new object(s) under %s", len(new), where)
+                    yield TriggerEvent(
+                        {"status": "success", "new": [o.path for o in new], "deadline": self.deadline}
+                    )
+                    return
+                wait = self.poke_interval
+                if deadline is not None:
+                    left = (deadline - datetime.now(UTC)).total_seconds()
+                    if left <= 0:
+                        yield TriggerEvent({"status": "timeout", "message": f"nothing new under {where}"})
+                        return
+                    wait = min(wait, left)
+                self.log.info("nothing new under %s; next look in %.0fs", where, wait)
+                await asyncio.sleep(wait)
+        except Exception as exc:  # the event carries it to the worker, where the task fails with it
+            yield TriggerEvent({"status": "error", "message": f"cannot list {where}: {exc}"})
+
+
+class S3DropSensor(BaseSensorOperator):
+    """Succeed once the S3 drop holds a settled object matching ``patterns`` that is not landed yet.
+
+    Returns (and pushes to XCom) the ``s3://`` paths of the new objects. Pair it with the
+    :class:`~include.etlkit.extract.s3_drop.S3DropExtractOperator` of the same ``source``, drop and
+    patterns; give both the same ``settle_seconds`` so the sensor never wakes a run that would leave
+    every file for later.
+
+    :param source: the source name the extract records its files under in ``etl.source_file``.
+    :param name: the feed name (for the log; the ledger's file identity does not involve it).
+    :param drop_bucket: the bucket of the drop (templated).
+    :param drop_prefix: the prefix partners write to (templated; read recursively).
+    :param deferrable: wait in the triggerer (default) rather than poking from a worker.
+    :param poke_interval: seconds between two listings, in either mode.
+    :param timeout: seconds from the first poke before the sensor fails (or skips, ``soft_fail``).
+    """
+
+    template_fields: Sequence[str] = ("source", "drop_bucket", "drop_prefix")
+    ui_color = "#e8f0d8"
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        name: str,
+        drop_bucket: str,
+        drop_prefix: str,
+        patterns: Sequence[str] = DEFAULT_PATTERNS,
+        ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
+        settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        aws_conn_id: str = "aws_default",
+        deferrable: bool = True,
+        poke_interval: float = 60,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(poke_interval=poke_interval, **kwargs)
+        if not patterns:
+            raise ValueError("patterns cannot be empty: say which files to wait for")
+        self.source = source
+        self.name = name
+        self.drop_bucket = drop_bucket
+        self.drop_prefix = drop_prefix
+        self.patterns = tuple(patterns)
+        self.ignore_patterns = tuple(ignore_patterns)
+        self.settle_seconds = settle_seconds
+        self.aws_conn_id = aws_conn_id
+        self.deferrable = deferrable
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.drop_bucket}/{normalise_prefix(self.drop_prefix)}"
+
+    def check(self) -> tuple[list[DropObject], list[str]]:
+        """The settled, not-landed objects; and the fingerprints of the landed ones present."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        prefix = normalise_prefix(self.drop_prefix)
+        try:
+            seen = list_drop(
+                _s3_client(self.aws_conn_id), self.drop_bucket, prefix, self.patterns, self.ignore_patterns
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise S3DropError(f"cannot list {self.where} (connection {self.aws_conn_id!r}): {exc}") from exc
+        landed = SourceFileLedger().landed_versions(self.source, [o.path for o in seen])
+        new = [o for o in seen if o.version not in landed and not unsettled(o, self.settle_seconds)]
+        known = [o.fingerprint for o in seen if o.version in landed]
+        self.log.info(
+            "%s/%s: %d object(s) under %s, %d landed, %d new and settled",
+            self.source,
+            self.name,
+            len(seen),
+            self.where,
+            len(known),
+            len(new),
+        )
+        return new, known
+
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        new, _ = self.check()
+        return PokeReturnValue(is_done=True, xcom_value=[o.path for o in new]) if new else False
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        return self._wait(datetime.now(UTC) + timedelta(seconds=self.timeout))
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> list[str]:
+        """Resume after the trigger fired: make sure with the ledger, else wait again."""
+        status = event.get("status")
+        if status == "error":
+            raise S3DropError(event["message"])
+        if status == "timeout":
+            self._timed_out(event["message"])
+        return self._wait(datetime.fromisoformat(event["deadline"]))
+
+    def _wait(self, deadline: datetime) -> list[str]:
+        new, known = self.check()
+        if new:
+            return [o.path for o in new]
+        left = (deadline - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            self._timed_out(f"nothing new under {self.where}")
+        self.defer(
+            trigger=S3DropTrigger(
+                drop_bucket=self.drop_bucket,
+                drop_prefix=normalise_prefix(self.drop_prefix),
+                patterns=self.patterns,
+                ignore_patterns=self.ignore_patterns,
+                known=known,
+                settle_seconds=self.settle_seconds,
+                aws_conn_id=self.aws_conn_id,
+                poke_interval=self.poke_interval,
+                deadline=deadline.isoformat(),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=left),
+        )
+
+    def _timed_out(self, why: str) -> None:
+        message = f"{why} after timeout={self.timeout:g}s"
+        if self.soft_fail:
+            raise AirflowSkipException(f"{message} (soft_fail)")
+        raise AirflowSensorTimeout(message)
