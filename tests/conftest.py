@@ -128,6 +128,7 @@ LEDGER_TABLES = (
     "source_file",
     "source_schema",
     "schema_change",
+    "file_status",
 )
 
 

@@ -11,6 +11,7 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
+from include.etlkit.files.status import FileStatusStore
 from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
 from include.etlkit.storage import ImmutableStore
 
@@ -19,7 +20,8 @@ class LoadProcessedOperator(BaseOperator):
     """Load a source's pending processed objects into the warehouse, in ``tables`` order.
 
     Dimensions come first so the facts' foreign keys resolve. Each object is marked loaded right after
-    its own transaction commits; one that fails stays pending for the next try, and loading an
+    its own transaction commits (in the ledger, and in ``etl.file_status`` when it holds the valid
+    rows of a validated file); one that fails stays pending for the next try, and loading an
     object twice changes nothing (see :mod:`include.etlkit.load.postgres`).
     """
 
@@ -42,6 +44,7 @@ class LoadProcessedOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, int]:
         ledger = Ledger()
+        files = FileStatusStore()
         pending = ledger.pending_processed(self.source)
         known = {spec.name for spec in self.tables}
         unknown = sorted({o.table_name for o in pending} - known)
@@ -57,6 +60,7 @@ class LoadProcessedOperator(BaseOperator):
                     local = store.download(obj.bucket, obj.key, Path(tmp) / "object.parquet")
                     rows, changed = warehouse.load_parquet(spec, local, load_id=obj.key)
                     ledger.mark_loaded([obj], context["run_id"])
+                    files.mark_loaded([obj.key], context["run_id"])  # validated files: now 'loaded'
                     rows_in += rows
                     merged[spec.name] = merged.get(spec.name, 0) + changed
                     self.log.info(

@@ -30,17 +30,31 @@ BATCH_ROWS = 100_000  # rows per COPY batch: bounds memory whatever an object's 
 
 @dataclass(frozen=True)
 class TableLoad:
-    """How one warehouse table is merged: its key columns and ``upsert`` or ``versions``."""
+    """How one processed table is loaded: its key columns and ``upsert`` or ``versions``.
+
+    ``name`` is the processed objects' table name (the ledger's); ``table`` the warehouse table in
+    both ``landing`` and ``core`` when it differs (a feed ``store`` loaded as ``dim_store``, say).
+    ``landing_only`` columns are kept in ``landing`` for lineage (a file's row number, say) but not
+    merged into ``core``.
+    """
 
     name: str
     key: tuple[str, ...]
     merge: str  # "upsert" (dimensions) or "versions" (facts keeping history)
     landing_schema: str = "landing"
     core_schema: str = "core"
+    table: str | None = None
+    landing_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.merge not in ("upsert", "versions"):
             raise ValueError(f"{self.name}: merge must be 'upsert' or 'versions', not {self.merge!r}")
+        if set(self.key) & set(self.landing_only):
+            raise ValueError(f"{self.name}: a key column cannot be landing-only")
+
+    @property
+    def warehouse_table(self) -> str:
+        return self.table or self.name
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -96,7 +110,7 @@ class PostgresWarehouse:
             "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {t} ({cols})"
         ).format(
             s=sql.Identifier(spec.landing_schema),
-            t=sql.Identifier(spec.landing_schema, spec.name),
+            t=sql.Identifier(spec.landing_schema, spec.warehouse_table),
             cols=sql.SQL(", ").join(columns),
         )
         conn = self._connect()
@@ -105,8 +119,8 @@ class PostgresWarehouse:
                 cur.execute(statement)
                 cur.execute(
                     sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
-                        i=sql.Identifier(f"{spec.name}_load_id_idx"),
-                        t=sql.Identifier(spec.landing_schema, spec.name),
+                        i=sql.Identifier(f"{spec.warehouse_table}_load_id_idx"),
+                        t=sql.Identifier(spec.landing_schema, spec.warehouse_table),
                         c=sql.Identifier(LOAD_ID),
                     )
                 )
@@ -129,7 +143,7 @@ class PostgresWarehouse:
         ``rows`` may be a reader of record batches: it is COPYed batch by batch, so memory stays
         bounded by the batch size, not by the object's size.
         """
-        landing = sql.Identifier(spec.landing_schema, spec.name)
+        landing = sql.Identifier(spec.landing_schema, spec.warehouse_table)
         names = rows.schema.names
         column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         batches = rows.to_batches() if isinstance(rows, pa.Table) else rows
@@ -161,7 +175,7 @@ class PostgresWarehouse:
                     ).format(landing, cols=column_list, lid=sql.Identifier(LOAD_ID)),
                     (load_id,),
                 )
-                cur.execute(self._merge(spec, names))
+                cur.execute(self._merge(spec, [n for n in names if n not in spec.landing_only]))
                 merged = cur.rowcount
             conn.commit()
             return merged
@@ -173,7 +187,7 @@ class PostgresWarehouse:
 
     @staticmethod
     def _merge(spec: TableLoad, names: Sequence[str]) -> sql.Composed:
-        core = sql.Identifier(spec.core_schema, spec.name)
+        core = sql.Identifier(spec.core_schema, spec.warehouse_table)
         cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         key = sql.SQL(", ").join(sql.Identifier(k) for k in spec.key)
         # One row per key from this object: the last one in it.
