@@ -9,12 +9,12 @@ PY     := $(VENV)/bin/python
 RUN    := $(PY) -m infra.local.run
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install services services-stop services-status setup airflow control demo test lint bench clean
+.PHONY: help install services services-stop services-status setup airflow control demo test lint bench package deploy clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt infra/mwaa/constraints-3.12.txt infra/local/install.sh
+$(STAMP): requirements.txt requirements-dev.txt infra/mwaa/constraints-3.12.txt infra/local/install.sh infra/terraform/requirements-tools.txt
 	bash infra/local/install.sh
 	@touch $@
 
@@ -53,6 +53,12 @@ test: install  ## lint, then the whole test suite (tests start the services they
 
 package: install  ## the MWAA bundle in dist/: dags/ (DAGs, include/, sql/, constraints), plugins.zip, requirements.txt, startup.sh
 	$(PY) -m infra.mwaa.package --out dist
+
+# `terraform -chdir=infra/terraform output -json > .local/terraform-outputs.json` names the target;
+# MWAA_BUCKET / MWAA_ENV override it. Not run in CI (needs AWS credentials).
+TF_OUTPUTS ?= .local/terraform-outputs.json
+deploy: package  ## sync dist/ to the MWAA bucket, then update the environment (DEPLOY_ARGS=--dry-run to preview)
+	$(PY) -m infra.mwaa.deploy --dist dist $(if $(wildcard $(TF_OUTPUTS)),--terraform-outputs $(TF_OUTPUTS)) $(DEPLOY_ARGS)
 
 clean:  ## stop the servers and remove local state (keeps the virtualenv)
 	-$(RUN) python -m infra.local.services stop

@@ -10,11 +10,13 @@ CONSTRAINTS=infra/mwaa/constraints-3.12.txt
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# 1. Debian packages that mysqlclient (the MySQL provider's driver) builds against.
+# 1. Debian packages that mysqlclient (the MySQL provider's driver) builds against, and Chromium,
+#    which the browser test (tests/integration/test_ui_browser.py) drives through Playwright.
 need_pkgs=()
 for pkg in pkg-config default-libmysqlclient-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if ((${#need_pkgs[@]})); then
   command -v apt-get >/dev/null || die "missing ${need_pkgs[*]} and no apt-get to install them"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -64,3 +66,21 @@ fi
 "$VENV/bin/python" -m pip check >/dev/null || die "pip check failed: $("$VENV/bin/python" -m pip check)"
 "$VENV/bin/python" -c 'import airflow; assert airflow.__version__ == "3.3.1", airflow.__version__'
 say "installed: Airflow $("$VENV/bin/python" -c 'import airflow; print(airflow.__version__)') on $("$VENV/bin/python" -V)"
+
+# 4. Infrastructure tools (checkov, for tests/unit/test_terraform.py) in their own virtualenv:
+#    their pins clash with MWAA's constraints. Reinstalled only when their requirements change.
+TOOLS_VENV=${TOOLS_VENV:-.venv-tools}
+TOOLS_REQUIREMENTS=infra/terraform/requirements-tools.txt
+if [ ! -x "$TOOLS_VENV/bin/python" ]; then
+  TOOLS_PY=$(find_python) || TOOLS_PY=$("$VENV/bin/python" -c 'import sys; print(sys._base_executable)')
+  say "creating $TOOLS_VENV with $TOOLS_PY"
+  "$TOOLS_PY" -m venv "$TOOLS_VENV"
+fi
+if ! cmp -s "$TOOLS_REQUIREMENTS" "$TOOLS_VENV/.installed-requirements"; then
+  say "installing infrastructure tools into $TOOLS_VENV"
+  if ! "$TOOLS_VENV/bin/python" -m pip install -q -r "$TOOLS_REQUIREMENTS" >.local/logs/pip-tools.log 2>&1; then
+    grep -v "is ignored: it is neither" .local/logs/pip-tools.log | tail -30 >&2
+    die "pip install of $TOOLS_REQUIREMENTS failed (full log: .local/logs/pip-tools.log)"
+  fi
+  cp "$TOOLS_REQUIREMENTS" "$TOOLS_VENV/.installed-requirements"
+fi
