@@ -13,7 +13,7 @@
 Each row is ``{"date", "base": "GBP", "currency", "rate"}``; rows are sorted by date then currency.
 The data is generated, not stored: a smooth function of the date plus a small noise seeded by
 (date, currency), so every run and every process serves identical numbers and tests can compare
-pages against each other without fixtures. Dates outside 2022-01-01..2026-12-31 simply have no rows.
+pages against each other without fixtures. Dates outside 2022-01-01..2030-12-31 simply have no rows.
 
 Auth is a bearer token (``settings.API_TOKEN``) or HTTP basic (user ``etl``, the same token as
 password); anything else gets 401, so both of the client's auth styles are testable.
@@ -60,7 +60,7 @@ BASE_CURRENCY = "GBP"
 ANCHOR_RATES = {"AUD": 1.93, "CHF": 1.12, "EUR": 1.17, "GBP": 1.0, "JPY": 185.0, "USD": 1.27}
 CURRENCIES = tuple(sorted(ANCHOR_RATES))
 FIRST_DATE = dt.date(2022, 1, 1)
-LAST_DATE = dt.date(2026, 12, 31)
+LAST_DATE = dt.date(2030, 12, 31)
 BASIC_AUTH_USER = "etl"
 
 DEFAULT_PAGE_SIZE = 100

@@ -244,3 +244,32 @@ def test_upsert_of_a_batch_with_two_versions_of_a_key_keeps_the_last_one_after_a
     warehouse.load(DIM, dims((1, "older", blob(1900)), (1, "latest", blob(1200))), "batch")
 
     assert db.execute("SELECT name FROM core.dim_customer WHERE id = 1").fetchone()[0] == "latest"
+
+
+def test_a_feed_loads_into_its_own_table_name_and_keeps_lineage_columns_in_landing_only(warehouse, db):
+    """``table`` renames the warehouse table; ``landing_only`` columns stay out of ``core``."""
+    spec = TableLoad(
+        name="customer", key=("id",), merge="upsert", table="dim_customer", landing_only=("source_row",)
+    )
+    rows = pa.table(
+        {"id": [1, 2], "name": ["Ann", "Bob"], "city": ["Leeds", None], "source_row": [1, 2]},
+        schema=pa.schema([*DIM_SCHEMA, ("source_row", pa.int64())]),
+    )
+    db.execute("DROP TABLE landing.dim_customer")
+    warehouse.ensure_landing(spec, rows.schema)
+    assert warehouse.load(spec, rows, load_id="file-1") == 2
+    assert db.execute("SELECT id, name, city FROM core.dim_customer ORDER BY id").fetchall() == [
+        (1, "Ann", "Leeds"),
+        (2, "Bob", None),
+    ]
+    landed = db.execute(f"SELECT id, source_row, {LOAD_ID} FROM landing.dim_customer ORDER BY id").fetchall()
+    assert landed == [(1, 1, "file-1"), (2, 2, "file-1")]
+    assert db.execute("SELECT to_regclass('landing.customer'), to_regclass('core.customer')").fetchone() == (
+        None,
+        None,
+    )
+
+
+def test_a_key_column_cannot_be_landing_only():
+    with pytest.raises(ValueError, match="key column cannot be landing-only"):
+        TableLoad(name="customer", key=("id",), merge="upsert", landing_only=("id",))

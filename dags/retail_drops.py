@@ -1,0 +1,30 @@
+"""
+### retail_drops
+
+Partners drop customer files (CSV, Excel, JSON, NDJSON, delimited TXT) under `drops/partners/` in
+the ingestion bucket. Every 15 minutes a deferrable sensor waits, in the triggerer and holding no
+worker slot, for a file that has not been landed yet; the extract then lands each new file once
+(the dropped object itself is never changed or deleted). Publishes `retail_landed`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from include.etlkit.retail import pipeline as retail
+
+
+@dag(
+    schedule=retail.DROPS_SCHEDULE,
+    start_date=retail.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=retail.default_args(),
+    tags=["retail", "ingest", "s3"],
+    doc_md=__doc__,
+)
+def retail_drops():
+    retail.land_dropped_feeds() >> retail.announce_landed()
+
+
+retail_drops()

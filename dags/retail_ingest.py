@@ -1,0 +1,31 @@
+"""
+### retail_ingest
+
+Lands, every hour, what the retail sources hold for the run's interval: the MySQL reference tables
+(`store`, `customer`, `product`, `sales_team`; new and changed rows by `updated_at`, a full snapshot
+the first time), the daily exchange rates from the rates API, and each new daily sales file on the
+FTP drop (each file once). One task per feed of `include/config/retail.yaml`: add a feed there and
+it appears here. Publishes `retail_landed`, which wakes `retail_transform`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from include.etlkit.retail import pipeline as retail
+
+
+@dag(
+    schedule=retail.INGEST_SCHEDULE,
+    start_date=retail.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=retail.default_args(),
+    tags=["retail", "ingest"],
+    doc_md=__doc__,
+)
+def retail_ingest():
+    retail.land_scheduled_feeds() >> retail.announce_landed()
+
+
+retail_ingest()

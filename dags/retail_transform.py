@@ -1,0 +1,32 @@
+"""
+### retail_transform
+
+Validates every landed retail file not validated yet against its feed's declared schema
+(`include/config/retail.yaml`): valid rows become typed Parquet in the processed bucket (extra
+columns kept in `additional_column`), rows with bad values are quarantined with the reason, and a
+file missing required columns is copied to the `errors/` prefix with its reason. `etl.file_status`
+shows, per file, rows read = loaded + rejected. Woken by `retail_landed`; publishes
+`retail_processed`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag
+
+from include.etlkit.retail import pipeline as retail
+
+
+@dag(
+    schedule=[retail.LANDED],
+    start_date=retail.START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=retail.default_args(),
+    tags=["retail", "transform"],
+    doc_md=__doc__,
+)
+def retail_transform():
+    retail.validate_landed()
+
+
+retail_transform()

@@ -1,0 +1,1 @@
+"""Pipelines declared in configuration (include/config/*.yaml) and the task factories they use."""

@@ -1,0 +1,157 @@
+"""Tasks from a declared pipeline: one extract per feed, the validation step and the load.
+
+The DAG files call these and stay thin: adding a feed to ``include/config/<source>.yaml`` adds its
+tasks everywhere without touching a DAG file. Each builder maps a feed's kind to the framework's
+operator for that kind; there is exactly one operator per kind of source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from include.etlkit.extract.base import TableSpec
+from include.etlkit.extract.ftp import FtpFileExtractOperator
+from include.etlkit.extract.http import (
+    HttpApiExtractOperator,
+    NextLinkPagination,
+    OffsetPagination,
+    PageNumberPagination,
+)
+from include.etlkit.extract.mysql import MySqlTableExtractOperator
+from include.etlkit.extract.s3_drop import S3DropExtractOperator
+from include.etlkit.files.operators import ValidateLandedFilesOperator
+from include.etlkit.files.schema import FileSchema
+from include.etlkit.load.operators import LoadProcessedOperator
+from include.etlkit.pipelines.config import Feed, PipelineConfig
+from include.etlkit.sensors.s3_drop import S3DropSensor
+
+INGESTION_BUCKET = "{{ var.value.ingestion_bucket }}"
+PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
+
+
+def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    spec = TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
+    extra = {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
+    return MySqlTableExtractOperator(
+        table=spec,
+        source=config.source,
+        conn_id=feed.option("conn_id"),
+        bucket=INGESTION_BUCKET,
+        **extra,
+        **kwargs,
+    )
+
+
+def _pagination(options: dict[str, Any] | None) -> Any:
+    options = dict(options or {"style": "page"})
+    style = options.pop("style", "page")
+    if style == "page":
+        return PageNumberPagination(size=options.pop("page_size", 100), **options)
+    if style == "offset":
+        return OffsetPagination(**options)
+    if style == "next_link":
+        return NextLinkPagination(**options)
+    raise ValueError(f"unknown pagination style {style!r}: page, offset or next_link")
+
+
+def _http(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    extra = {k: feed.option(k) for k in ("timeout", "max_retries") if feed.option(k) is not None}
+    return HttpApiExtractOperator(
+        http_conn_id=feed.option("conn_id"),
+        endpoint=feed.option("endpoint"),
+        query_params=feed.option("query_params", {}),
+        pagination=_pagination(feed.option("pagination")),
+        records_path=tuple(feed.option("records_path", ("data",))),
+        source=config.source,
+        name=feed.name,
+        bucket=INGESTION_BUCKET,
+        **extra,
+        **kwargs,
+    )
+
+
+def _ftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    extra = {
+        k: feed.option(k) for k in ("settle_seconds", "stable_check_seconds") if feed.option(k) is not None
+    }
+    return FtpFileExtractOperator(
+        ftp_conn_id=feed.option("conn_id"),
+        remote_dir=feed.option("remote_dir"),
+        pattern=feed.option("pattern"),
+        source=config.source,
+        name=feed.name,
+        bucket=INGESTION_BUCKET,
+        **extra,
+        **kwargs,
+    )
+
+
+def _drop_location(feed: Feed) -> dict[str, Any]:
+    location: dict[str, Any] = {
+        "drop_bucket": feed.option("drop_bucket", INGESTION_BUCKET),
+        "drop_prefix": feed.option("drop_prefix"),
+    }
+    if feed.option("patterns"):
+        location["patterns"] = tuple(feed.option("patterns"))
+    # The sensor and the extract must agree on when a file is settled, or the sensor would wake a
+    # run that lands nothing.
+    if feed.option("settle_seconds") is not None:
+        location["settle_seconds"] = feed.option("settle_seconds")
+    return location
+
+
+def _s3_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    return S3DropExtractOperator(
+        source=config.source, name=feed.name, bucket=INGESTION_BUCKET, **_drop_location(feed), **kwargs
+    )
+
+
+EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
+    "mysql": _mysql,
+    "http": _http,
+    "ftp": _ftp,
+    "s3_drop": _s3_drop,
+}
+
+
+def extract(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    """The extract task of one feed: ``land_<feed>``."""
+    return EXTRACTS[feed.kind](config, feed, task_id=f"land_{feed.name}", **kwargs)
+
+
+def wait_for_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    """A deferrable sensor that ends when the feed's drop location has a file not landed yet."""
+    return S3DropSensor(
+        task_id=f"wait_for_{feed.name}",
+        source=config.source,
+        name=feed.name,
+        **_drop_location(feed),
+        deferrable=True,
+        **kwargs,
+    )
+
+
+def schemas(config: PipelineConfig) -> dict[str, FileSchema]:
+    return {feed.name: FileSchema.from_dict(dict(feed.schema)) for feed in config.feeds}
+
+
+def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
+    """Validate every landed file of every feed against its schema (quarantine and errors apart)."""
+    return ValidateLandedFilesOperator(
+        task_id="validate_landed",
+        source=config.source,
+        datasets=schemas(config),
+        ingestion_bucket=INGESTION_BUCKET,
+        processed_bucket=PROCESSED_BUCKET,
+        **kwargs,
+    )
+
+
+def load(config: PipelineConfig, conn_id: str = "warehouse", **kwargs: Any) -> BaseOperator:
+    """Load every processed object not loaded yet into ``landing`` and ``core``, feed by feed."""
+    return LoadProcessedOperator(
+        task_id="load_processed", source=config.source, tables=config.table_loads, conn_id=conn_id, **kwargs
+    )
