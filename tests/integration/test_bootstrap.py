@@ -11,8 +11,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_creating_the_databases_twice_is_harmless(control_plane):
-    assert ensure_postgres_database("totesys") == ensure_postgres_database("totesys") == f"totesys{settings.SUFFIX}"
-    assert ensure_mysql_database("retail_mysql") == ensure_mysql_database("retail_mysql") == f"retail{settings.SUFFIX}"
+    totesys, retail = f"totesys{settings.SUFFIX}", f"retail{settings.SUFFIX}"
+    assert ensure_postgres_database("totesys") == ensure_postgres_database("totesys") == totesys
+    assert ensure_mysql_database("retail_mysql") == ensure_mysql_database("retail_mysql") == retail
 
 
 def test_a_postgres_server_that_is_down_gets_an_error_saying_how_to_start_it(monkeypatch):
