@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import closing
 
 from infra.local import settings
 
@@ -164,19 +165,19 @@ def _print_section(title: str, body: Callable[[], None]) -> None:
 
 
 def _warehouse_counts() -> None:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk import BaseHook
 
-    hook = PostgresHook(postgres_conn_id="warehouse")
-    tables = hook.get_records(
+    schemas = ", ".join(f"'{s}'" for s in settings.WAREHOUSE_SCHEMAS)
+    tables = _warehouse_query(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_schema = ANY(%s) AND table_type = 'BASE TABLE' ORDER BY 1, 2",
-        parameters=(list(settings.WAREHOUSE_SCHEMAS),),
+        f"WHERE table_schema IN ({schemas}) AND table_type = 'BASE TABLE' ORDER BY 1, 2"
     )
     if not tables:
         print("(no tables yet)")
+    database = BaseHook.get_connection("warehouse").schema
     for schema, table in tables:
-        count = hook.get_first(f'SELECT count(*) FROM "{schema}"."{table}"')[0]
-        print(f"  {hook.get_connection('warehouse').schema}.{schema}.{table:<28} {count:>8} rows")
+        count = _warehouse_query(f'SELECT count(*) FROM "{schema}"."{table}"')[0][0]
+        print(f"  {database}.{schema}.{table:<28} {count:>8} rows")
 
 
 def _bucket_counts() -> None:
@@ -197,7 +198,6 @@ def _bucket_counts() -> None:
 
 
 def _retail_summary() -> None:
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from include.etlkit.control.store import ControlStore
 
@@ -212,12 +212,21 @@ def _retail_summary() -> None:
         line = f"    {dataset:<18} {status:<22} {files:>3} files  read={read} loaded={loaded}"
         line += f" rejected={rejected}"
         print(line + (f"  ({reasons[:120]})" if reasons and rejected else ""))
-    hook = PostgresHook(postgres_conn_id="warehouse")
     marts = (("customer_monthly", "total_sales_gbp DESC"), ("sales_team_monthly", "incentive_gbp DESC"))
     for mart, order in marts:
-        print(f"  mart.{mart} (top 3 of {hook.get_first(f'SELECT count(*) FROM mart.{mart}')[0]} rows)")
-        for row in hook.get_records(f"SELECT * FROM mart.{mart} ORDER BY {order} LIMIT 3"):
+        print(f"  mart.{mart} (top 3 of {_warehouse_query(f'SELECT count(*) FROM mart.{mart}')[0][0]} rows)")
+        for row in _warehouse_query(f"SELECT * FROM mart.{mart} ORDER BY {order} LIMIT 3"):
             print("    " + " | ".join(str(v) for v in row))
+
+
+def _warehouse_query(query: str) -> list[tuple]:
+    """Rows from the warehouse, on a cursor of its own: hook.get_records would log every statement
+    between the figures the demo prints."""
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    with closing(PostgresHook(postgres_conn_id="warehouse").get_conn()) as conn, conn.cursor() as cur:
+        cur.execute(query)
+        return cur.fetchall()
 
 
 def _task_log_summary() -> None:
