@@ -8,142 +8,26 @@ before re-lands those windows, and the warehouse ends exactly as before, with no
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 
-import psycopg
 import pytest
 
-from infra.local import settings
+from tests.integration.airflow_server import (
+    ROOT,
+    Standalone,
+    create_databases,
+    drop_databases,
+    dsn,
+    free_port,
+    pg_uri,
+    standalone_settings,
+    venv_env,
+)
 from tests.integration.pipeline_checks import assert_nothing_changed_since, snapshot, warehouse_fingerprint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 DAG_IDS = ("totesys_ingest", "totesys_transform", "totesys_load")
-RUN_TIMEOUT = 600
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _dsn(database: str) -> str:
-    return f"host={settings.PG_HOST} port={settings.PG_PORT} user={settings.PG_USER} dbname={database}"
-
-
-def _pg_uri(database: str) -> str:
-    return f"postgres://{settings.PG_USER}@{settings.PG_HOST}:{settings.PG_PORT}/{database}"
-
-
-class Standalone:
-    """``airflow standalone`` in the background, and what the test asks of it."""
-
-    def __init__(self, home: Path, env: dict[str, str], metadata_db: str) -> None:
-        self.home = home
-        self.metadata_db = metadata_db
-        self.env = env
-        self.log = home / "standalone.log"
-        self.port = int(env["AIRFLOW__API__PORT"])
-        self.process: subprocess.Popen | None = None
-
-    def airflow(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout
-
-    def start(self) -> None:
-        self.airflow("db", "migrate")
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "airflow", "standalone"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.wait_for("the API server to answer", self._healthy, timeout=240)
-        self.wait_for("the DAGs to be parsed", lambda: self._parsed() >= len(DAG_IDS), timeout=240)
-        # Everything else stays paused (DAGS_ARE_PAUSED_AT_CREATION): only the chain under test runs.
-        for dag_id in DAG_IDS:
-            self.airflow("dags", "unpause", dag_id)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-
-    def _healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5
-            ) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with psycopg.connect(_dsn(self.metadata_db)) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    def _parsed(self) -> int:
-        return self._query("SELECT count(*) FROM dag WHERE dag_id = ANY(%s)", (list(DAG_IDS),))[0][0]
-
-    def runs(self, dag_id: str) -> list[tuple[str, str, str]]:
-        return self._query(
-            "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = %s ORDER BY id", (dag_id,)
-        )
-
-    def busy(self) -> bool:
-        busy = "SELECT 1 FROM dag_run WHERE dag_id = ANY(%s) AND state IN ('queued', 'running')"
-        return bool(self._query(busy, (list(DAG_IDS),)))
-
-    def wait_for(self, what: str, condition: Callable[[], bool], timeout: float = RUN_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                pytest.fail(f"airflow standalone exited while waiting for {what}:\n{self.tail()}")
-            try:
-                if condition():
-                    return
-            except psycopg.Error:
-                pass  # the metadata DB is being migrated; ask again
-            time.sleep(3)
-        pytest.fail(f"timed out waiting for {what}:\n{self.tail()}")
-
-    def wait_until_idle(self, what: str) -> None:
-        # Asset-triggered runs are created a moment after their upstream finishes: idle twice in a row.
-        def idle_twice() -> bool:
-            if self.busy():
-                return False
-            time.sleep(5)
-            return not self.busy()
-
-        self.wait_for(what, idle_twice)
-
-    def tail(self, lines: int = 60) -> str:
-        return (
-            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
-        )
 
 
 @pytest.fixture(scope="module")
@@ -152,23 +36,11 @@ def standalone(tmp_path_factory, local_services, control_plane):
     source_db, warehouse_db = f"totesys_bf_{suffix}", f"warehouse_bf_{suffix}"
     metadata_db = f"airflow_bf_{suffix}"
     home = tmp_path_factory.mktemp("airflow-standalone")
-    port = _free_port()
     overrides = {
-        "AIRFLOW_HOME": str(home),
-        # PostgreSQL, not SQLite: the API server, scheduler, DAG processor and workers write at once.
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-            f"postgresql+psycopg2://{settings.PG_USER}@{settings.PG_HOST}:{settings.PG_PORT}/{metadata_db}"
-        ),
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PARALLELISM": "8",
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        "AIRFLOW_CONN_TOTESYS": _pg_uri(source_db),
-        "AIRFLOW_CONN_WAREHOUSE": _pg_uri(warehouse_db),
-        "AIRFLOW_CONN_ETL_CONTROL": _pg_uri(warehouse_db),
+        **standalone_settings(home, metadata_db, free_port()),
+        "AIRFLOW_CONN_TOTESYS": pg_uri(source_db),
+        "AIRFLOW_CONN_WAREHOUSE": pg_uri(warehouse_db),
+        "AIRFLOW_CONN_ETL_CONTROL": pg_uri(warehouse_db),
         "AIRFLOW_VAR_INGESTION_BUCKET": f"etl-ingestion-bf-{suffix}",
         "AIRFLOW_VAR_PROCESSED_BUCKET": f"etl-processed-bf-{suffix}",
     }
@@ -182,29 +54,23 @@ def standalone(tmp_path_factory, local_services, control_plane):
     from infra.local.bootstrap import ensure_buckets, ensure_postgres_database, ensure_warehouse_schemas
     from infra.local.seed_totesys import seed
 
-    with psycopg.connect(_dsn("postgres"), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{metadata_db}"')
+    create_databases(metadata_db)
     ensure_postgres_database("warehouse")
     ensure_warehouse_schemas("warehouse")
-    seed("2024-11-15", _dsn(source_db))
+    seed("2024-11-15", dsn(source_db))
     ensure_buckets()
     store = ControlStore()
     store.ensure_tables()
     store.register(dag_tasks(str(ROOT / "dags")))
 
-    # standalone starts its components as `airflow ...`: the virtualenv's must come first on PATH.
-    venv_bin = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=os.pathsep.join([venv_bin, os.environ.get("PATH", "")]))
-    server = Standalone(home, env, metadata_db)
+    server = Standalone(home, venv_env(), metadata_db, DAG_IDS)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         patch.undo()
-        with psycopg.connect(_dsn("postgres"), autocommit=True) as admin:
-            for database in (source_db, warehouse_db, metadata_db):
-                admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_databases(source_db, warehouse_db, metadata_db)
 
 
 def test_assets_chain_the_dags_and_a_backfill_leaves_the_warehouse_exactly_as_before(standalone):

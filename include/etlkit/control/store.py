@@ -121,12 +121,25 @@ class ControlStore:
         )
         return len(rows or [])
 
-    def set_enabled(self, dag_id: str, task_id: str | None, enabled: bool, reason: str | None = None) -> int:
-        """Switch one task (or every task of a DAG when ``task_id`` is None); returns rows changed."""
+    def set_enabled(
+        self,
+        dag_id: str,
+        task_id: str | None,
+        enabled: bool,
+        reason: str | None = None,
+        *,
+        updated_by: str | None = None,
+    ) -> int:
+        """Switch one task (or every task of a DAG when ``task_id`` is None); returns rows changed.
+
+        ``updated_by`` names who made the change (the UI passes the Airflow user); without it the
+        row records the database user, which is what the CLI knows.
+        """
         rows = self._run(
-            "UPDATE etl.audit SET enabled = %s, reason = %s, updated_at = now(), updated_by = current_user "
+            "UPDATE etl.audit SET enabled = %s, reason = %s, updated_at = now(), "
+            "updated_by = coalesce(%s::text, current_user) "
             "WHERE dag_id = %s AND (%s::text IS NULL OR task_id = %s) RETURNING 1",
-            (enabled, reason, dag_id, task_id, task_id),
+            (enabled, reason, updated_by, dag_id, task_id, task_id),
             fetch=True,
         )
         return len(rows or [])

@@ -1,0 +1,230 @@
+"""The control-plane page, mounted by the ``etl_control`` plugin in Airflow's own API app.
+
+The app is Airflow's (``create_app``) with the project's plugins folder, so the mount, the auth
+manager and the JWT cookie are the real ones; the control tables are the real PostgreSQL ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+PAGE = "/etl-control/"
+HTML = {"accept": "text/html"}
+
+
+@pytest.fixture(scope="module")
+def airflow_api(airflow_db):
+    """Airflow's API app as the API server builds it (plugins included), and a token minter."""
+    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    app = create_app(apps="core")
+
+    def token(username: str, role: str) -> str:
+        return get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
+
+    yield TestClient(app), token
+    purge_cached_app()
+
+
+@pytest.fixture
+def dag_id(control_plane) -> Iterator[str]:
+    """A DAG of the test's own in etl.audit (three tasks) and etl.task_log (two tries)."""
+    from include.etlkit.control.store import TaskTry
+
+    dag = f"ui_test_{uuid.uuid4().hex[:10]}"
+    control_plane.register([(dag, "extract"), (dag, "transform"), (dag, "load")])
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    for task, status, error in (("extract", "success", None), ("transform", "failed", "boom\nTraceback")):
+        key = TaskTry(dag, task, "manual__2026-01-02", -1, 1)
+        control_plane.log_started(
+            key,
+            started_at=started,
+            operator="PythonOperator",
+            hostname="test",
+            logical_date=started,
+            data_interval=(started, started),
+        )
+        control_plane.log_finished(
+            key,
+            status=status,
+            started_at=started,
+            ended_at=started + timedelta(seconds=7),
+            rows_in=120,
+            rows_out=118,
+            rows_rejected=2,
+            error=error,
+        )
+    yield dag
+    control_plane._run("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
+    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (dag,))
+
+
+def audit_row(store, dag: str, task: str) -> tuple:
+    rows = store._run(
+        "SELECT enabled, reason, updated_by FROM etl.audit WHERE dag_id = %s AND task_id = %s",
+        (dag, task),
+        fetch=True,
+    )
+    return rows[0]
+
+
+def login(client, token, username: str = "alice", role: str = "user") -> None:
+    client.cookies.set("_token", token(username, role))
+
+
+@pytest.fixture
+def client(airflow_api):
+    client, _ = airflow_api
+    client.cookies.clear()
+    yield client
+    client.cookies.clear()
+
+
+def test_the_plugin_lists_the_page_in_the_ui_navigation(client, airflow_api):
+    login(client, airflow_api[1], role="admin")
+    plugins = client.get("/api/v2/plugins").json()["plugins"]
+    plugin = next(p for p in plugins if p["name"] == "etl_control")
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/etl-control"
+    [view] = plugin["external_views"]
+    assert (view["href"], view["url_route"], view["destination"]) == ("etl-control/", "etl-control", "nav")
+
+
+def test_an_anonymous_browser_is_sent_to_the_login_page_and_an_anonymous_api_call_is_refused(client):
+    response = client.get(PAGE, headers=HTML, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/auth/login?next=")
+    assert client.get("/etl-control/api/audit").status_code == 401
+
+
+def test_the_page_lists_every_audit_row_and_the_dags_recent_tries(client, airflow_api, dag_id):
+    login(client, airflow_api[1], role="viewer")
+    html = client.get(PAGE, params={"dag": dag_id}).text
+    for task in ("extract", "transform", "load"):
+        assert f'data-dag-id="{dag_id}" data-task-id="{task}"' in html
+    assert html.count(">Disable</button>") == 3
+    assert html.count(f'data-dag-id="{dag_id}" data-run-id="manual__2026-01-02"') == 2
+    assert 'data-status="failed"' in html and 'title="boom\nTraceback"' in html
+    assert "2026-01-02 03:04:05 UTC" in html
+
+    everything = client.get(PAGE).text
+    assert f'<option value="{dag_id}">' in everything  # the DAG filter offers it
+
+    log = client.get("/etl-control/api/task-log", params={"dag": dag_id, "limit": 1}).json()
+    assert len(log) == 1 and log[0]["dag_id"] == dag_id and log[0]["duration_seconds"] == 7.0
+    audit = client.get("/etl-control/api/audit", params={"dag": dag_id}).json()
+    assert [(r["task_id"], r["enabled"]) for r in audit] == [
+        ("extract", True),
+        ("load", True),
+        ("transform", True),
+    ]
+
+
+def test_disabling_with_a_reason_then_enabling_records_the_airflow_user(
+    client, airflow_api, dag_id, control_plane
+):
+    login(client, airflow_api[1], username="alice", role="user")
+    response = client.post(
+        f"/etl-control/audit/{dag_id}/load/disable",
+        data={"reason": "  warehouse maintenance  ", "dag": dag_id},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"].startswith(f"{PAGE}?switched_dag={dag_id}&switched_task=load")
+    assert audit_row(control_plane, dag_id, "load") == (False, "warehouse maintenance", "alice")
+    assert audit_row(control_plane, dag_id, "extract")[0] is True  # only the one task
+
+    page = client.get(response.headers["location"]).text
+    assert f"{dag_id}.load is now\n<strong>disabled</strong> (by alice" in page
+    assert page.count(">Enable</button>") == 1
+
+    login(client, airflow_api[1], username="bob", role="user")
+    response = client.post(f"/etl-control/audit/{dag_id}/load/enable", follow_redirects=False)
+    assert response.status_code == 303
+    assert audit_row(control_plane, dag_id, "load") == (True, None, "bob")
+    decision = control_plane.decide(dag_id, "load")
+    assert decision.allowed
+
+
+def test_a_reason_cannot_inject_html(client, airflow_api, dag_id, control_plane):
+    login(client, airflow_api[1])
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    client.post(f"/etl-control/audit/{dag_id}/extract/disable", data={"reason": evil})
+    assert audit_row(control_plane, dag_id, "extract")[1] == evil
+    html = client.get(PAGE, params={"dag": dag_id}).text
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def test_an_unauthenticated_or_read_only_or_cross_origin_switch_is_refused(
+    client, airflow_api, dag_id, control_plane
+):
+    url = f"/etl-control/audit/{dag_id}/load/disable"
+    before = audit_row(control_plane, dag_id, "load")
+    assert before[:2] == (True, None)
+    assert client.post(url, data={"reason": "anonymous"}).status_code == 401
+
+    login(client, airflow_api[1], role="viewer")
+    assert client.post(url, data={"reason": "viewer"}).status_code == 403
+
+    login(client, airflow_api[1], role="user")
+    forged = client.post(url, data={"reason": "forged"}, headers={"origin": "http://evil.example"})
+    assert forged.status_code == 403
+
+    assert audit_row(control_plane, dag_id, "load") == before
+
+
+def test_switching_an_unregistered_task_or_an_unknown_action_is_not_found(client, airflow_api, dag_id):
+    login(client, airflow_api[1])
+    assert client.post(f"/etl-control/audit/{dag_id}/no_such_task/disable").status_code == 404
+    assert client.post(f"/etl-control/audit/{dag_id}/load/delete").status_code == 404
+
+
+# Run as an MWAA API server would: the plugins folder on the path, the framework only in the dags folder.
+FROM_BUNDLE = r"""
+import importlib.util, json, sys
+from starlette.testclient import TestClient
+import etl_control_plugin
+
+before = importlib.util.find_spec("include") is not None
+response = TestClient(etl_control_plugin.ControlPlaneApp()).get("/api/audit")
+import include
+print(json.dumps({"before": before, "status": response.status_code, "include": include.__file__}))
+"""
+
+
+def test_on_an_mwaa_api_server_the_page_finds_the_framework_in_the_dags_folder(tmp_path):
+    """The API server parses no DAGs, so nothing else puts the dags folder (and ``include``) on its path."""
+    from infra.mwaa.package import build
+
+    bundle = build(tmp_path / "dist")
+    with zipfile.ZipFile(bundle / "plugins.zip") as plugins:
+        plugins.extractall(tmp_path / "plugins")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(bundle / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(tmp_path / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PYTHONPATH": str(tmp_path / "plugins"),
+    }
+    run = [sys.executable, "-c", FROM_BUNDLE]
+    result = subprocess.run(run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["before"] is False  # not importable until the page needed it
+    assert outcome["status"] == 401  # the app was built, and wants a login
+    assert outcome["include"].startswith(str(bundle / "dags" / "include"))
