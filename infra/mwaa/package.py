@@ -4,7 +4,8 @@ MWAA syncs four things from its S3 bucket, and the bundle is laid out the same w
 
 - ``dags/``: the DAG files, the framework (``include/``), the SQL (``sql/``), the constraints file
   MWAA installs against, and an ``.airflowignore`` so the DAG processor parses only DAG files;
-- ``plugins.zip``: the real Airflow plugins only (the task-log listener and the cluster policy);
+- ``plugins.zip``: the real Airflow plugins only (the task-log listener with the control-plane UI
+  page, and the cluster policy);
 - ``requirements.txt``: the project's, with its ``--constraint`` pointing inside the dags folder;
 - ``startup.sh``: the environment's start-up script.
 

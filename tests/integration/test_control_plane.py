@@ -164,3 +164,23 @@ def test_the_cli_switches_tasks_and_shows_the_audit_table_and_log(control_plane,
         assert "status" in capsys.readouterr().out
     finally:
         _reset(control_plane)
+
+
+def test_a_try_whose_start_was_never_logged_still_gets_its_duration(control_plane):
+    """log_finished creates the row when log_started never ran (a try killed before it began)."""
+    from datetime import UTC, datetime, timedelta
+
+    from include.etlkit.control.store import TaskTry
+
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    key = TaskTry("store_probe", "late", f"manual__{started:%H%M%S%f}", -1, 1)
+    control_plane.log_finished(
+        key, status="failed", started_at=started, ended_at=started + timedelta(seconds=2.5)
+    )
+    rows = control_plane._run(
+        "SELECT status, duration_seconds FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
+        (key.dag_id, key.run_id),
+        fetch=True,
+    )
+    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
+    assert [(status, float(duration)) for status, duration in rows] == [("failed", 2.5)]

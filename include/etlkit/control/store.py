@@ -200,8 +200,9 @@ class ControlStore:
         """Close the try's row (creating it if the start was never logged)."""
         self._run(
             "INSERT INTO etl.task_log AS l (dag_id, task_id, run_id, map_index, try_number, status, "
-            "started_at, ended_at, rows_in, rows_out, rows_rejected, error) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "started_at, ended_at, rows_in, rows_out, rows_rejected, error, duration_seconds) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "round(extract(epoch FROM %s::timestamptz - %s::timestamptz)::numeric, 3)) "
             "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) DO UPDATE SET "
             "status = EXCLUDED.status, ended_at = EXCLUDED.ended_at, "
             "rows_in = EXCLUDED.rows_in, rows_out = EXCLUDED.rows_out, "
@@ -220,6 +221,8 @@ class ControlStore:
                 rows_out,
                 rows_rejected,
                 error,
+                ended_at,
+                started_at,
             ),
         )
 
