@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 DEFAULT_OVERLAP = timedelta(minutes=15)
 
@@ -33,6 +34,20 @@ class ExtractWindow:
 
     def describe(self) -> str:
         return f"[{self.lower.isoformat() if self.lower else 'beginning'}, {self.upper.isoformat()})"
+
+
+def run_interval(context: Any) -> tuple[datetime, datetime]:
+    """The run's data interval, or, for a run triggered without a logical date, the instant it ran.
+
+    Airflow 3 creates no data interval for a run triggered without a logical date (``airflow dags
+    trigger`` without ``-l``); such a run then lands what changed up to the moment it was started,
+    which is what the person who triggered it expects.
+    """
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None:
+        return start, end
+    moment = context["dag_run"].run_after
+    return moment, moment
 
 
 def source_clock(moment: datetime) -> datetime:

@@ -64,13 +64,25 @@ def _seed_retail() -> None:
     )
 
 
-def _reset_if_s3_forgot(source: str = "totesys") -> None:
+# Everything the pipelines remember about a source, per source (the files' too).
+LEDGER_TABLES = (
+    "extract_state",
+    "landed_object",
+    "processed_object",
+    "row_version",
+    "source_file",
+    "source_schema",
+    "file_status",
+)
+
+
+def _reset_if_s3_forgot(source: str) -> None:
     """Start the pipeline afresh when the local S3 lost what the ledger says was landed.
 
     The local S3 (moto) keeps objects in memory: after the services restart, the ledger in
     PostgreSQL still remembers landings whose objects are gone, and an incremental run would find
-    nothing new. Locally only, the demo then clears that source's pipeline state and warehouse
-    tables so the run is end to end again. Production buckets never forget (Object Lock).
+    nothing new. Locally only, the demo then clears that source's pipeline state (and totesys's
+    warehouse tables) so the run is end to end again. Production buckets never forget (Object Lock).
     """
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -86,8 +98,10 @@ def _reset_if_s3_forgot(source: str = "totesys") -> None:
     if not landed or S3Hook(aws_conn_id="aws_default").list_keys(bucket_name=bucket, prefix=f"{source}/"):
         return
     print(f"the local S3 restarted and lost {landed} landed {source} objects: resetting {source}'s state")
-    for table in ("extract_state", "landed_object", "processed_object", "row_version"):
+    for table in LEDGER_TABLES:
         store._run(f"DELETE FROM etl.{table} WHERE source = %s", (source,))
+    if source != "totesys":
+        return  # the retail load upserts by key: landing everything again changes no core row
     from include.etlkit.totesys.transform import LOAD_ORDER
 
     # CASCADE takes the mart views built on these tables; totesys_load publishes them again.
@@ -244,7 +258,8 @@ def _task_log_summary() -> None:
 
 def main() -> int:
     _seed_sources()
-    _reset_if_s3_forgot()
+    for source in ("totesys", "retail"):
+        _reset_if_s3_forgot(source)
     known = _known_dags()
     for dag_id in DEMO_DAGS:
         if dag_id == "retail_drops" and dag_id in known and not _new_partner_drops():

@@ -284,10 +284,12 @@ def deliver_sales(files: Mapping[str, bytes], remote_dir: str | None = None) -> 
         for name, data in sorted(files.items()):
             path = f"{remote_dir}/{name}"
             ftp.storbinary(f"STOR {path}", io.BytesIO(data))
-            day = datetime.strptime(name.split("_")[1], "%Y%m%d").replace(tzinfo=UTC) + timedelta(
+            morning_after = datetime.strptime(name.split("_")[1], "%Y%m%d").replace(tzinfo=UTC) + timedelta(
                 days=1, hours=2
             )
-            ftp.sendcmd(f"MFMT {day:%Y%m%d%H%M%S} {path}")
+            # Never in the future (yesterday's files delivered before 02:00): an hour ago at the latest.
+            sent_at = min(morning_after, datetime.now(UTC) - timedelta(hours=1))
+            ftp.sendcmd(f"MFMT {sent_at:%Y%m%d%H%M%S} {path}")
             sent.append(path)
         return sent
     finally:

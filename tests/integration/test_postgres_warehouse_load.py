@@ -273,3 +273,25 @@ def test_a_feed_loads_into_its_own_table_name_and_keeps_lineage_columns_in_landi
 def test_a_key_column_cannot_be_landing_only():
     with pytest.raises(ValueError, match="key column cannot be landing-only"):
         TableLoad(name="customer", key=("id",), merge="upsert", landing_only=("id",))
+
+
+def test_with_a_version_column_an_object_loaded_late_never_brings_a_row_back_to_an_older_version(
+    warehouse, db
+):
+    spec = TableLoad(name="dim_customer", key=("id",), merge="upsert", table="dim_versioned", version="seen")
+    schema = pa.schema([("id", pa.int32()), ("name", pa.string()), ("seen", pa.int32())])
+    db.execute("DROP TABLE IF EXISTS core.dim_versioned, landing.dim_versioned")
+    db.execute("CREATE TABLE core.dim_versioned (id integer PRIMARY KEY, name text, seen integer NOT NULL)")
+    warehouse.ensure_landing(spec, schema)
+
+    def rows(*values: tuple) -> pa.Table:
+        return pa.Table.from_pylist([dict(zip(schema.names, v, strict=True)) for v in values], schema=schema)
+
+    warehouse.load(spec, rows((1, "Ann Newer", 2), (2, "Bob", 1)), load_id="newer")
+    assert warehouse.load(spec, rows((1, "Ann Older", 1), (2, "Bob Newer", 2)), load_id="older-for-1") == 1
+    assert db.execute("SELECT id, name, seen FROM core.dim_versioned ORDER BY id").fetchall() == [
+        (1, "Ann Newer", 2),
+        (2, "Bob Newer", 2),
+    ]
+    with pytest.raises(ValueError, match="only applies to merge='upsert'"):
+        TableLoad(name="f", key=("id",), merge="versions", version="seen")

@@ -120,10 +120,13 @@ def test_an_ambiguous_record_waits_for_review_and_its_resolution_is_applied_once
     assert run()[0]["review"] == 0  # still waiting: not asked again, not queued twice
     assert db.execute("SELECT count(*) FROM core.customer_match_review").fetchone() == (1,)
 
+    # A resolution naming a customer who does not exist links nothing and stops nothing.
     db.execute(
         "UPDATE core.customer_match_review SET resolved_at = now(), resolution = 'match',"
-        " resolved_customer_id = 3"
+        " resolved_customer_id = 999"
     )
+    assert run()[0]["resolved"] == 0 and ("acme", "A-9") not in xref(db)
+    db.execute("UPDATE core.customer_match_review SET resolved_customer_id = 3")
     counts, _ = run()
     assert counts["resolved"] == 1
     assert xref(db)[("acme", "A-9")] == (3, "review")

@@ -111,3 +111,26 @@ def test_the_retail_configuration_gives_one_extract_per_feed_of_the_right_kind()
     schemas = factory.schemas(config)
     assert set(schemas) == {feed.name for feed in config.feeds}
     assert len({load.warehouse_table for load in config.table_loads}) == len(config.feeds)
+
+
+def test_every_retail_feed_fits_the_core_table_it_loads():
+    """Each declared column exists in its core table, and an int the table stores in 32 bits is
+    bounded, so the validation quarantines what the merge would refuse instead of failing the load."""
+    from include.etlkit.paths import sql_file
+    from include.etlkit.pipelines import factory
+
+    ddl = sql_file("postgres", "retail", "core.sql").read_text()
+    tables = {
+        name: dict(re.findall(r"^\s+(\w+)\s+(\w+)", body, re.MULTILINE))
+        for name, body in re.findall(r"CREATE TABLE IF NOT EXISTS core\.(\w+) \((.*?)\n\);", ddl, re.DOTALL)
+    }
+    config = load_pipeline("retail")
+    schemas = factory.schemas(config)
+    for feed in config.feeds:
+        columns = tables[feed.load.warehouse_table]
+        for column in schemas[feed.name].columns:
+            assert column.name in columns, (feed.name, column.name)
+            if column.type == "int" and columns[column.name] == "int":
+                assert column.max is not None and int(column.max) <= 2**31 - 1, (feed.name, column.name)
+        assert list(schemas[feed.name].key) == list(feed.load.key)
+    assert float(schemas["rates"].columns[-1].min) > 0  # core.exchange_rate: CHECK (rate > 0)

@@ -149,3 +149,20 @@ def test_gap_detector_finds_a_gap_so_the_coverage_property_can_fail():
     assert _uncovered(windows, naive(2024, 11, 15, 11, 0)) == [
         (naive(2024, 11, 15, 10, 0), naive(2024, 11, 15, 10, 30))
     ]
+
+
+def test_a_run_without_a_logical_date_uses_the_moment_it_ran_as_its_interval():
+    from types import SimpleNamespace
+
+    from include.etlkit.windows import run_interval
+
+    ran = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    manual = {
+        "data_interval_start": None,
+        "data_interval_end": None,
+        "dag_run": SimpleNamespace(run_after=ran),
+    }
+    assert run_interval(manual) == (ran, ran)
+    start = datetime(2026, 11, 22, 9, tzinfo=UTC)
+    scheduled = {"data_interval_start": start, "data_interval_end": ran, "dag_run": None}
+    assert run_interval(scheduled) == (start, ran)

@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.storage import ImmutableStore
-from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window
+from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window, run_interval
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ class TableExtractOperator(BaseOperator):
     def window(self, context: Any) -> ExtractWindow:
         spec = self.spec
         window = incremental_window(
-            context["data_interval_start"],
-            context["data_interval_end"],
+            *run_interval(context),
             Ledger().landed_until(self.source, spec.name),
             self.overlap,
         )

@@ -38,7 +38,7 @@ from include.etlkit.extract.files import (
     RemoteFile,
     unsettled,
 )
-from include.etlkit.windows import ExtractWindow, source_clock
+from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 if TYPE_CHECKING:
     from airflow.providers.ftp.hooks.ftp import FTPHook
@@ -111,7 +111,7 @@ class FtpFileExtractOperator(BaseOperator):
             bucket=self.bucket,
             aws_conn_id=self.aws_conn_id,
             run_id=context["run_id"],
-            window=ExtractWindow(None, source_clock(context["data_interval_end"])),
+            window=ExtractWindow(None, source_clock(run_interval(context)[1])),
             log=self.log,
         )
         hook = self.get_hook()

@@ -38,7 +38,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.storage import ImmutableStore
-from include.etlkit.windows import ExtractWindow, source_clock
+from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 JITTER = 0.25  # each backoff wait is stretched by up to this fraction, so clients do not retry in step
@@ -387,10 +387,8 @@ class HttpApiExtractOperator(BaseOperator):
     # -- execute ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
-        window = ExtractWindow(
-            lower=source_clock(context["data_interval_start"]),
-            upper=source_clock(context["data_interval_end"]),
-        )
+        start, end = run_interval(context)
+        window = ExtractWindow(lower=source_clock(start), upper=source_clock(end))
         self.log.info(
             "landing %s.%s from %s (connection %r) for %s",
             self.source,

@@ -16,7 +16,7 @@ from psycopg import sql
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.postgres import ROW_HASH_SQL, PostgresTableExtractOperator
-from include.etlkit.windows import ExtractWindow, source_clock
+from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 
 class PostgresReconcileOperator(PostgresTableExtractOperator):
@@ -29,7 +29,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
 
         spec = self.spec
         ledger = Ledger()
-        window = ExtractWindow(None, source_clock(context["data_interval_end"]))
+        window = ExtractWindow(None, source_clock(run_interval(context)[1]))
         if ledger.landed_until(self.source, spec.name) is None:
             self.log.info(
                 "%s.%s was never landed: its first extract takes a full snapshot", self.source, spec.name

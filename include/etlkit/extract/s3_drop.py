@@ -46,7 +46,7 @@ from include.etlkit.extract.files import (
     RemoteFile,
     unsettled,
 )
-from include.etlkit.windows import ExtractWindow, source_clock
+from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 DEFAULT_PATTERNS = ("*.csv", "*.xlsx", "*.json", "*.ndjson", "*.jsonl", "*.txt")
 # Temporary names and markers partners' tools leave beside the real files (Hadoop's _SUCCESS and
@@ -188,7 +188,7 @@ class S3DropExtractOperator(BaseOperator):
             bucket=self.bucket,
             aws_conn_id=self.aws_conn_id,
             run_id=context["run_id"],
-            window=ExtractWindow(None, source_clock(context["data_interval_end"])),
+            window=ExtractWindow(None, source_clock(run_interval(context)[1])),
             log=self.log,
         )
         client = self.get_client()

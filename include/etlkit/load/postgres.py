@@ -35,7 +35,8 @@ class TableLoad:
     ``name`` is the processed objects' table name (the ledger's); ``table`` the warehouse table in
     both ``landing`` and ``core`` when it differs (a feed ``store`` loaded as ``dim_store``, say).
     ``landing_only`` columns are kept in ``landing`` for lineage (a file's row number, say) but not
-    merged into ``core``.
+    merged into ``core``. ``version`` names a column that orders a row's versions: an upsert then
+    never replaces a row with an older version of it, whatever order the objects are loaded in.
     """
 
     name: str
@@ -45,12 +46,15 @@ class TableLoad:
     core_schema: str = "core"
     table: str | None = None
     landing_only: tuple[str, ...] = ()
+    version: str | None = None  # upsert only: a column ordering versions (``updated_at``, say)
 
     def __post_init__(self) -> None:
         if self.merge not in ("upsert", "versions"):
             raise ValueError(f"{self.name}: merge must be 'upsert' or 'versions', not {self.merge!r}")
         if set(self.key) & set(self.landing_only):
             raise ValueError(f"{self.name}: a key column cannot be landing-only")
+        if self.version is not None and self.merge != "upsert":
+            raise ValueError(f"{self.name}: a version column only applies to merge='upsert'")
 
     @property
     def warehouse_table(self) -> str:
@@ -198,12 +202,20 @@ class PostgresWarehouse:
         if spec.merge == "versions" or not updates:
             conflict = sql.SQL("DO NOTHING")
         else:
-            conflict = sql.SQL("DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new})").format(
+            # With a version column, an object loaded late (a retry that validated an older landing
+            # after a newer one) never takes a row back to an older version.
+            newer = (
+                sql.SQL(" AND EXCLUDED.{v} >= target.{v}").format(v=sql.Identifier(spec.version))
+                if spec.version
+                else sql.SQL("")
+            )
+            conflict = sql.SQL("DO UPDATE SET {sets} WHERE ({old}) IS DISTINCT FROM ({new}){newer}").format(
                 sets=sql.SQL(", ").join(
                     sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in updates
                 ),
                 old=sql.SQL(", ").join(sql.SQL("target.{c}").format(c=sql.Identifier(n)) for n in updates),
                 new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(n)) for n in updates),
+                newer=newer,
             )
         return sql.SQL(
             "INSERT INTO {core} AS target ({cols}) {source} ON CONFLICT ({key}) {conflict}"

@@ -35,6 +35,7 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }
+LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
 # Columns the validation step adds to every processed file: kept in ``landing`` for lineage only.
 LINEAGE_COLUMNS = ("source_row",)
 
@@ -101,6 +102,13 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
     load = body.get("load")
     if not isinstance(load, Mapping) or not {"table", "key", "merge"} <= load.keys():
         raise PipelineConfigError(f"{where}: feed {name!r} needs load: {{table, key, merge}}")
+    unknown_load = sorted(load.keys() - LOAD_OPTIONS)
+    if unknown_load:
+        raise PipelineConfigError(f"{where}: feed {name!r}: unknown load option(s) {unknown_load}")
+    if load.get("version") and load["version"] not in {column["name"] for column in schema["columns"]}:
+        raise PipelineConfigError(
+            f"{where}: feed {name!r}: load version {load['version']!r} not in its schema"
+        )
     declared = {column["name"] for column in schema["columns"]}
     if not set(load["key"]) <= declared:
         raise PipelineConfigError(f"{where}: feed {name!r}: load key {load['key']} not all in its schema")
@@ -111,10 +119,14 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
             merge=load["merge"],
             table=load["table"],
             landing_only=LINEAGE_COLUMNS,
+            version=load.get("version"),
         )
     except ValueError as exc:
         raise PipelineConfigError(f"{where}: feed {name!r}: {exc}") from exc
-    return Feed(name=name, kind=kind, options=options, schema={"name": name, **schema}, load=table_load)
+    # The load key is the file's key too: the validation quarantines a key repeated within a file
+    # rather than letting the merge keep one of the rows silently.
+    file_schema = {"name": name, "key": list(load["key"]), **schema}
+    return Feed(name=name, kind=kind, options=options, schema=file_schema, load=table_load)
 
 
 def parse_pipeline(text: str, where: str = "<string>") -> PipelineConfig:

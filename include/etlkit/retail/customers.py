@@ -121,21 +121,41 @@ class UnifyCustomersOperator(BaseOperator):
         return counts
 
     def _apply_resolutions(self, cur: Any, next_id: Any) -> int:
-        """Link the records a person decided in the review table (the latest resolution wins)."""
+        """Link the records a person decided in the review table (the latest resolution wins).
+
+        A resolution that cannot be right (a 'match' to a customer that does not exist, a 'new'
+        customer with an id already taken) is logged and left for the person to correct: it must
+        neither stop every later load nor link a record to nobody.
+        """
         applied: set[tuple[str, str]] = set()
+        linked = 0
         for row in _frame(cur, RESOLVED_SQL).to_dict("records"):
             identity = (row["partner"], row["partner_customer_ref"])
             if identity in applied:
                 continue
             applied.add(identity)
-            customer_id = row["resolved_customer_id"]
+            customer_id = None if pd.isna(row["resolved_customer_id"]) else int(row["resolved_customer_id"])
+            exists = customer_id is not None and _customer_exists(cur, customer_id)
+            if row["resolution"] == "match" and not exists:
+                self.log.warning(
+                    "review of %s/%s: 'match' to unknown customer %s; fix the row", *identity, customer_id
+                )
+                continue
             if row["resolution"] == "new":
+                if exists:
+                    self.log.warning(
+                        "review of %s/%s: 'new' with id %s, already taken; fix the row",
+                        *identity,
+                        customer_id,
+                    )
+                    continue
                 customer_id = customer_id or next_id()
-                _insert_customer(cur, int(customer_id), row["partner"], row)
+                _insert_customer(cur, customer_id, row["partner"], row)
             _insert_xref(
-                cur, row["partner"], row["partner_customer_ref"], int(customer_id), "review", row["score"]
+                cur, row["partner"], row["partner_customer_ref"], customer_id, "review", row["score"]
             )
-        return len(applied)
+            linked += 1
+        return linked
 
     def _decide(
         self, cur: Any, existing: pd.DataFrame, pending: pd.DataFrame, next_id: Any
@@ -198,6 +218,11 @@ def _insert_customer(cur: Any, customer_id: int, partner: str, record: dict[str,
         (*row.values(), partner),
     )
     return row
+
+
+def _customer_exists(cur: Any, customer_id: int) -> bool:
+    cur.execute("SELECT 1 FROM core.dim_customer WHERE customer_id = %s", (customer_id,))
+    return cur.fetchone() is not None
 
 
 def _insert_xref(cur: Any, partner: str, ref: str, customer_id: int, decision: str, score: Any) -> None:

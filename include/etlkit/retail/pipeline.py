@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow.providers.common.sql.operators.sql import SQLCheckOperator, SQLExecuteQueryOperator
 from airflow.sdk import Asset, BaseOperator, task, task_group
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.control.ledger import Ledger
@@ -67,10 +68,17 @@ def land_dropped_feeds() -> list[BaseOperator]:
     return landed
 
 
-@task(outlets=[LANDED], trigger_rule="none_failed_min_one_success")
+@task(outlets=[LANDED], trigger_rule="all_done")
 def announce_landed() -> int:
-    """Publish ``retail_landed`` once the extracts are done; returns what waits for the transform."""
+    """Publish ``retail_landed`` when anything waits for the transform, whatever the extracts did.
+
+    ``all_done``: one feed failing (the API down, say) must not hold back what the others landed;
+    the failed extract still fails the run and alerts. With nothing waiting the task skips, and
+    a skipped task publishes no Asset event.
+    """
     pending = Ledger().pending_landed(SOURCE)
+    if not pending:
+        raise AirflowSkipException(f"nothing of {SOURCE} waits for retail_transform")
     print(f"{len(pending)} landed object(s) of {SOURCE} wait for retail_transform")
     return len(pending)
 
