@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +21,7 @@ import pytest
 
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
+from include.etlkit.extract.files import DigestingWriter, FileDropRun, RemoteFile, SourceFileLedger
 from include.etlkit.files.operators import FileValidationError, ValidateLandedFilesOperator
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.files.status import FileStatusStore
@@ -92,12 +95,14 @@ def land(bucket: str, source: str, name: str, data: bytes, table_name: str = FEE
     return stored.key
 
 
-def run(source: str, bucket: str, processed_bucket: str) -> tuple[dict[str, Any], Any]:
+def run(
+    source: str, bucket: str, processed_bucket: str, datasets: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Any]:
     """The operator's execute, as a worker calls it; returns its summary and the try's row counts."""
     operator = ValidateLandedFilesOperator(
         task_id="validate_sales_files",
         source=source,
-        datasets={FEED: SALES},
+        datasets=datasets or {FEED: SALES},
         ingestion_bucket=bucket,
         processed_bucket=processed_bucket,
     )
@@ -321,3 +326,127 @@ def test_status_table_refuses_counts_that_do_not_reconcile(source, bucket, contr
             bucket=bucket, key=f"{source}/{FEED}/x.csv", source=source, dataset=FEED, status="rejected",
             rows_read=5, rows_loaded=0, rows_rejected=4, run_id="manual__x", reason="because",
         )  # fmt: skip
+
+
+# -- a partner's file may only speak for that partner ----------------------------------------------
+
+PARTNER_FEED = "partner_customers"
+PARTNER_SCHEMA = {
+    "key": ["partner", "partner_customer_ref"],
+    "path_values": {"partner": r"^s3://[^/]+/drops/partners/(?P<partner>[^/]+)/"},
+    "columns": [
+        {"name": "partner", "type": "string"},
+        {"name": "partner_customer_ref", "type": "string"},
+        {"name": "full_name", "type": "string"},
+    ],
+}
+# Only ever named in remote paths: the files are landed the way the S3 drop extract lands them.
+DROP_BUCKET = "partner-drop-bucket"
+CLAIMS_BRIGHTMAIL = (
+    b"partner,partner_customer_ref,full_name\n"
+    b"acme,A-1,Ann Able\n"
+    b"brightmail,B-1,Bob Bright\n"  # acme's file speaking for brightmail
+    b"acme,A-2,Cat Cole\n"
+)
+NO_PARTNER_COLUMN = b"partner_customer_ref,full_name\nA-3,Dan Dee\nA-4,Eve Ely\n"
+
+
+def drop_and_land(bucket: str, source: str, tmp_path: Path, key: str, data: bytes) -> str:
+    """Land ``data`` as the S3 drop extract lands ``s3://DROP_BUCKET/<key>``: FileDropRun.land."""
+    drop = FileDropRun(
+        source=source,
+        name=PARTNER_FEED,
+        bucket=bucket,
+        aws_conn_id="aws_default",
+        run_id="scheduled__drops",
+        window=ExtractWindow(None, datetime(2024, 11, 15, 10)),
+        log=logging.getLogger(__name__),
+    )
+    local = tmp_path / f"{uuid.uuid4().hex}-{key.rsplit('/', 1)[-1]}"
+    with local.open("wb") as out:
+        writer = DigestingWriter(out)
+        writer.write(data)
+    remote = RemoteFile(
+        f"s3://{DROP_BUCKET}/{key}", len(data), datetime(2024, 11, 15, 9, 30), etag=sha16(data)
+    )
+    return drop.land(remote, writer.download(local))["key"]
+
+
+def test_a_partners_file_may_only_speak_for_that_partner(
+    source, bucket, processed_bucket, s3, control_plane, tmp_path
+):
+    claims = drop_and_land(bucket, source, tmp_path, "drops/partners/acme/customers_1.csv", CLAIMS_BRIGHTMAIL)
+    filled = drop_and_land(bucket, source, tmp_path, "drops/partners/acme/customers_2.csv", NO_PARTNER_COLUMN)
+    outside = drop_and_land(bucket, source, tmp_path, "drops/misc/customers_3.csv", CLAIMS_BRIGHTMAIL)
+    # The same bytes under the same name in two partners' folders are one landed object.
+    twice = drop_and_land(bucket, source, tmp_path, "drops/partners/acme/same.csv", NO_PARTNER_COLUMN)
+    assert drop_and_land(bucket, source, tmp_path, "drops/partners/zeta/same.csv", NO_PARTNER_COLUMN) == twice
+    unknown = land(bucket, source, "customers_4.csv", CLAIMS_BRIGHTMAIL, table_name=PARTNER_FEED)
+    files = SourceFileLedger(control_plane)
+    assert files.remote_path(bucket, claims) == f"s3://{DROP_BUCKET}/drops/partners/acme/customers_1.csv"
+    assert files.remote_paths(bucket, twice) == [
+        f"s3://{DROP_BUCKET}/drops/partners/acme/same.csv",
+        f"s3://{DROP_BUCKET}/drops/partners/zeta/same.csv",
+    ]
+    assert files.remote_path(bucket, twice) is None and files.remote_path(bucket, unknown) is None
+
+    summary, error = run(source, bucket, processed_bucket, {PARTNER_FEED: PARTNER_SCHEMA})
+
+    assert error is None
+    assert summary == {
+        "validated": [filled],
+        "partially_quarantined": [claims],
+        "rejected": [outside, twice, unknown],
+        "failed": [],
+    }
+    statuses = status_rows(control_plane, source)
+    assert {k: v[:4] for k, v in statuses.items()} == {
+        claims: ("partially_quarantined", 3, 2, 1),
+        filled: ("validated", 2, 2, 0),
+        outside: ("rejected", 3, 0, 3),
+        twice: ("rejected", 2, 0, 2),
+        unknown: ("rejected", 3, 0, 3),
+    }
+    # acme's rows are loaded as acme's; the row speaking for brightmail is set aside, saying why.
+    loaded = parquet(s3, processed_bucket, statuses[claims][4])
+    assert loaded.select(["partner", "partner_customer_ref"]).to_pylist() == [
+        {"partner": "acme", "partner_customer_ref": "A-1"},
+        {"partner": "acme", "partner_customer_ref": "A-2"},
+    ]
+    assert parquet(s3, bucket, statuses[claims][5]).select(
+        ["source_row", "reason", "partner"]
+    ).to_pylist() == [
+        {
+            "source_row": 2,
+            "reason": "partner='brightmail' does not match the drop folder value 'acme'",
+            "partner": "brightmail",
+        }
+    ]
+    assert statuses[claims][7].endswith(
+        "row 2: partner='brightmail' does not match the drop folder value 'acme'"
+    )
+    # A file without the column says nothing for anyone: the folder names its partner.
+    assert parquet(s3, processed_bucket, statuses[filled][4]).select(
+        ["partner", "partner_customer_ref"]
+    ).to_pylist() == [
+        {"partner": "acme", "partner_customer_ref": "A-3"},
+        {"partner": "acme", "partner_customer_ref": "A-4"},
+    ]
+    # Who sent the others cannot be told: rejected whole, the reason (and the paths) beside the copy.
+    reasons = {
+        key: json.loads(s3.get_object(Bucket=bucket, Key=f"errors/{key}.reason.json")["Body"].read())
+        for key in (outside, twice, unknown)
+    }
+    assert reasons[outside]["reason"] == (
+        f"remote path 's3://{DROP_BUCKET}/drops/misc/customers_3.csv' does not match the path_values "
+        "pattern of partner '^s3://[^/]+/drops/partners/(?P<partner>[^/]+)/'"
+    )
+    assert reasons[outside]["remote_paths"] == [f"s3://{DROP_BUCKET}/drops/misc/customers_3.csv"]
+    assert reasons[twice]["reason"] == (
+        "the file landed from remote paths that disagree on partner: "
+        f"'acme' (s3://{DROP_BUCKET}/drops/partners/acme/same.csv), "
+        f"'zeta' (s3://{DROP_BUCKET}/drops/partners/zeta/same.csv)"
+    )
+    assert reasons[unknown]["reason"].startswith("the file's remote path is unknown")
+    assert "remote_paths" not in reasons[unknown]
+    assert s3.get_object(Bucket=bucket, Key=f"errors/{outside}")["Body"].read() == CLAIMS_BRIGHTMAIL

@@ -507,3 +507,178 @@ def test_invariant_on_edge_files(tmp_path, content, status, valid, quarantined):
     result = validate(read_file(write(tmp_path, "f.csv", content)), SALES)
     assert (result.status, len(result.valid), len(result.quarantined)) == (status, valid, quarantined)
     assert len(result.valid) + len(result.quarantined) == result.rows_read
+
+
+# -- values from the remote path (a partner's file may only speak for that partner) ---------------
+
+PARTNERS = FileSchema.from_dict(
+    {
+        "name": "partner_customers",
+        "key": ["partner", "partner_customer_ref"],
+        "path_values": {"partner": r"^s3://[^/]+/drops/partners/(?P<partner>[^/]+)/"},
+        "columns": [
+            {"name": "partner", "type": "string"},
+            {"name": "partner_customer_ref", "type": "string"},
+            {"name": "full_name", "type": "string"},
+        ],
+    }
+)
+ACME_PATH = "s3://drops-bucket/drops/partners/acme/customers_20241107.csv"
+
+
+def test_rows_naming_another_partner_than_the_drop_folder_are_quarantined():
+    table = raw(
+        partner=["acme", "brightmail", " acme ", "", "Acme"],
+        partner_customer_ref=["A-1", "B-1", "A-2", "A-3", "A-4"],
+        full_name=["Ann", "Bob", "Cat", "Dan", "Eve"],
+    )
+    result = validate(table, PARTNERS, ACME_PATH)
+    assert result.status == PARTIALLY_QUARANTINED
+    assert result.valid.select(["partner", "partner_customer_ref"]).to_pylist() == [
+        {"partner": "acme", "partner_customer_ref": "A-1"},
+        {"partner": "acme", "partner_customer_ref": "A-2"},  # trimmed, like every string
+    ]
+    assert result.quarantined.select(["source_row", "reason"]).to_pylist() == [
+        {"source_row": 2, "reason": "partner='brightmail' does not match the drop folder value 'acme'"},
+        {"source_row": 4, "reason": "partner is empty ('') and may not be"},
+        {"source_row": 5, "reason": "partner='Acme' does not match the drop folder value 'acme'"},
+    ]
+    assert result.quarantined["partner"].to_pylist() == ["brightmail", "", "Acme"]  # raw, as sent
+
+
+def test_a_nullable_path_column_left_empty_is_not_the_folders_value():
+    schema = FileSchema.from_dict(
+        {
+            "name": "p",
+            "path_values": {"partner": r"/partners/(?P<partner>[^/]+)/"},
+            "columns": [{"name": "partner", "nullable": True}, {"name": "ref"}],
+        }
+    )
+    result = validate(raw(partner=["", "acme"], ref=["1", "2"]), schema, "s3://b/partners/acme/x.csv")
+    assert result.valid["ref"].to_pylist() == ["2"]
+    assert result.quarantined["reason"].to_pylist() == [
+        "partner='' does not match the drop folder value 'acme'"
+    ]
+
+
+def test_a_file_without_the_path_column_gets_it_filled_from_the_path():
+    table = raw(**{"Partner Customer Ref": ["A-1", "A-2"], "full_name": ["Ann", "Bob"]})
+    result = validate(table, PARTNERS, ACME_PATH)
+    assert result.status == VALIDATED
+    assert result.valid.select(["partner", "partner_customer_ref"]).to_pylist() == [
+        {"partner": "acme", "partner_customer_ref": "A-1"},
+        {"partner": "acme", "partner_customer_ref": "A-2"},
+    ]
+    assert result.valid.schema == PARTNERS.arrow_schema
+    assert result.valid["additional_column"].null_count == 2  # the filled column is not "extra"
+
+
+@pytest.mark.parametrize(
+    ("remote_path", "reason"),
+    [
+        (
+            "s3://drops-bucket/drops/elsewhere/customers.csv",
+            "remote path 's3://drops-bucket/drops/elsewhere/customers.csv' does not match the path_values "
+            "pattern of partner '^s3://[^/]+/drops/partners/(?P<partner>[^/]+)/'",
+        ),
+        (
+            None,
+            "the file's remote path is unknown, so the value(s) of partner it may carry (path_values) "
+            "cannot be known",
+        ),
+        (
+            [],
+            "the file's remote path is unknown, so the value(s) of partner it may carry (path_values) "
+            "cannot be known",
+        ),
+        (
+            [ACME_PATH, "s3://drops-bucket/drops/partners/brightmail/customers_20241107.csv"],
+            "the file landed from remote paths that disagree on partner: 'acme' "
+            f"({ACME_PATH}), 'brightmail' (s3://drops-bucket/drops/partners/brightmail/customers_20241107.csv)",
+        ),
+    ],
+    ids=["path outside the pattern", "no path", "no paths", "paths that disagree"],
+)
+def test_a_file_whose_path_gives_no_value_is_rejected_whole(remote_path, reason):
+    table = raw(partner=["acme", "acme"], partner_customer_ref=["A-1", "A-2"], full_name=["Ann", "Bob"])
+    result = validate(table, PARTNERS, remote_path)
+    assert (result.status, result.rejected_reason, result.rows_valid, result.rows_rejected) == (
+        REJECTED,
+        reason,
+        0,
+        2,
+    )
+    assert result.quarantined["reason"].to_pylist() == [reason, reason]
+
+
+def test_several_paths_that_agree_give_their_value():
+    other_day = "s3://drops-bucket/drops/partners/acme/resent/customers_20241107.csv"
+    table = raw(partner=["acme"], partner_customer_ref=["A-1"], full_name=["Ann"])
+    assert validate(table, PARTNERS, [ACME_PATH, other_day]).status == VALIDATED
+
+
+def test_a_path_value_not_of_the_columns_type_rejects_the_file():
+    schema = FileSchema.from_dict(
+        {
+            "name": "stock",
+            "path_values": {"store_id": r"/stores/(?P<store_id>[^/]+)/"},
+            "columns": [{"name": "store_id", "type": "int"}, {"name": "sku"}],
+        }
+    )
+    result = validate(raw(store_id=["7"], sku=["X"]), schema, "s3://b/stores/seven/stock.csv")
+    assert result.status == REJECTED
+    assert result.rejected_reason.startswith(
+        "column store_id: the value of the remote path ['seven'] is not an int"
+    )
+    typed = validate(raw(store_id=["7", "07", "8"], sku=["X", "Y", "Z"]), schema, "s3://b/stores/7/stock.csv")
+    assert typed.valid["store_id"].to_pylist() == [7, 7]  # compared as ints
+    assert typed.quarantined["reason"].to_pylist() == [
+        "store_id='8' does not match the drop folder value '7'"
+    ]
+
+
+def test_without_path_values_a_remote_path_changes_nothing():
+    table = raw(order_id=["1", "2"], amount=["1.00", "x"], sold_on=["2024-01-01"] * 2, channel=["web"] * 2)
+    plain = validate(table, SALES)
+    assert SALES.path_values == () and SALES.values_from_path(None) == {}
+    for remote_path in ("s3://anything/at/all.csv", None):
+        again = validate(table, SALES, remote_path)
+        assert again.valid.equals(plain.valid) and again.quarantined.equals(plain.quarantined)
+        assert again.status == plain.status == PARTIALLY_QUARANTINED
+
+
+@pytest.mark.parametrize(
+    ("path_values", "error"),
+    [
+        ({"region": "/(?P<region>[^/]+)/"}, r"path_values column\(s\) \['region'\] are not columns"),
+        ({"partner": "/partners/([^/]+)/"}, r"has no named group \(\?P<partner>...\)"),
+        ({"partner": "/partners/(?P<partner>[^/]+/"}, "is not a regex"),
+        (["partner"], "path_values must map columns to patterns"),
+    ],
+)
+def test_bad_path_values_fail_at_parse_time(path_values, error):
+    with pytest.raises(ValueError, match=error):
+        FileSchema.from_dict(
+            {"name": "p", "path_values": path_values, "columns": [{"name": "partner"}, {"name": "ref"}]}
+        )
+
+
+def test_retail_partner_drops_take_the_partner_from_their_folder():
+    from include.etlkit.pipelines.config import load_pipeline
+    from include.etlkit.pipelines.factory import schemas
+
+    schema = schemas(load_pipeline("retail"))["partner_customers"]
+    assert [p.column for p in schema.path_values] == ["partner"]
+    table = raw(
+        partner=["acme", "brightmail"],
+        partner_customer_ref=["A-1", "B-1"],
+        full_name=["Ann", "Bob"],
+        **{c: ["", ""] for c in ("address", "postcode", "phone_number", "email", "signed_up_on")},
+    )
+    result = validate(table, schema, "s3://etl-drops/drops/partners/acme/customers_20241107.csv")
+    assert result.valid["partner_customer_ref"].to_pylist() == ["A-1"]
+    assert result.quarantined["reason"].to_pylist() == [
+        "partner='brightmail' does not match the drop folder value 'acme'"
+    ]
+    # A lookalike folder deeper in the key does not make a file acme's.
+    assert validate(table, schema, "s3://b/other/drops/partners/acme/x.csv").status == REJECTED

@@ -147,6 +147,27 @@ class SourceFileLedger:
         )
         return {(path, size, modified_at, etag) for path, size, modified_at, etag in rows or []}
 
+    def remote_paths(self, landed_bucket: str, landed_key: str) -> list[str]:
+        """The remote path(s) a landed object came from, first landed first (none: not a drop's).
+
+        Usually one. Landed keys are content-addressed, so the same bytes under the same file name
+        dropped in two folders the same day land as one object with two ``etl.source_file`` rows:
+        a caller deciding who sent the file must consider every path.
+        """
+        rows = self.store._run(
+            "SELECT remote_path FROM etl.source_file "
+            "WHERE landed_bucket = %s AND landed_key = %s AND status = 'landed' "
+            "GROUP BY remote_path ORDER BY min(landed_at), remote_path",
+            (landed_bucket, landed_key),
+            fetch=True,
+        )
+        return [path for (path,) in rows or []]
+
+    def remote_path(self, landed_bucket: str, landed_key: str) -> str | None:
+        """The remote path a landed object came from: None if unknown or if it came from several."""
+        paths = self.remote_paths(landed_bucket, landed_key)
+        return paths[0] if len(paths) == 1 else None
+
     def record(
         self,
         source: str,

@@ -3,7 +3,9 @@
 For each landed object of the source not yet transformed whose ``table_name`` is one of the
 operator's datasets, in landing order:
 
-1. download it and read it (:mod:`.readers`), validate it against its schema (:mod:`.validate`);
+1. download it and read it (:mod:`.readers`), validate it against its schema (:mod:`.validate`),
+   given the remote path(s) ``etl.source_file`` says it came from when the schema has
+   ``path_values`` (a partner's file may only speak for that partner);
 2. valid rows -> Parquet in the processed bucket under ``<source>/<dataset>/YYYY/MM/DD/``, recorded
    with :meth:`Ledger.record_transform` so the load sees a pending processed object of the dataset;
 3. quarantined rows -> Parquet (raw strings, ``source_row``, ``reason``, ``landed_key``) in the
@@ -39,6 +41,7 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, LedgerObject
+from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.files.status import FileStatusStore
@@ -140,6 +143,7 @@ class ValidateLandedFilesOperator(BaseOperator):
         run_id = context["run_id"]
         ledger = Ledger()
         statuses = FileStatusStore(ledger.store)
+        source_files = SourceFileLedger(ledger.store)
         store = ImmutableStore(self.aws_conn_id)
         pending = [o for o in ledger.pending_landed(self.source) if o.table_name in self.datasets]
         self.log.info(
@@ -152,7 +156,7 @@ class ValidateLandedFilesOperator(BaseOperator):
                 # Named as landed, so a read error quotes the landed name, not a temporary one.
                 local = Path(tmp) / PurePosixPath(landed.key).name
                 try:
-                    outcome = self._process(store, landed, local, run_id)
+                    outcome = self._process(store, source_files, landed, local, run_id)
                     self._record(statuses, ledger, outcome, run_id)
                 except Exception as exc:  # one file's trouble must not lose the others
                     self.log.exception("could not process s3://%s/%s", landed.bucket, landed.key)
@@ -187,21 +191,30 @@ class ValidateLandedFilesOperator(BaseOperator):
 
     # -- one file ---------------------------------------------------------------------------------
 
-    def _process(self, store: ImmutableStore, landed: LedgerObject, local: Path, run_id: str) -> FileOutcome:
+    def _process(
+        self,
+        store: ImmutableStore,
+        source_files: SourceFileLedger,
+        landed: LedgerObject,
+        local: Path,
+        run_id: str,
+    ) -> FileOutcome:
         dataset = landed.table_name
         schema = self.datasets[dataset]
         store.download(landed.bucket, landed.key, local)
         prefix = dataset_prefix(self.source, dataset, landed.key)
         name, suffix = landed_name(landed.key)
+        # Only a schema that takes values from the path needs it (and the query).
+        remote_paths = source_files.remote_paths(landed.bucket, landed.key) if schema.path_values else []
         try:
-            result: ValidationResult | None = validate(read_file(local, schema.read), schema)
+            result: ValidationResult | None = validate(read_file(local, schema.read), schema, remote_paths)
         except FileReadError as exc:
             result, reason, missing = None, f"unreadable: {exc}", ()
         else:
             reason, missing = result.rejected_reason, result.missing_columns
         if result is None or result.status == REJECTED:
             error = store.create_file(self.ingestion_bucket, f"{ERROR_PREFIX}/{prefix}", name, local, suffix)
-            self._write_reason(store, error, landed, reason, missing, run_id)
+            self._write_reason(store, error, landed, reason, missing, run_id, remote_paths)
             rows_read = result.rows_read if result else 0
             return FileOutcome(landed, dataset, REJECTED, rows_read, 0, rows_read, reason, error=error)
 
@@ -244,6 +257,7 @@ class ValidateLandedFilesOperator(BaseOperator):
         reason: str | None,
         missing: tuple[str, ...],
         run_id: str,
+        remote_paths: list[str],
     ) -> None:
         document = {
             "reason": reason,
@@ -255,6 +269,8 @@ class ValidateLandedFilesOperator(BaseOperator):
             "missing_columns": list(missing),
             "run_id": run_id,
         }
+        if remote_paths:
+            document["remote_paths"] = remote_paths
         data = json.dumps(document, indent=2, sort_keys=True).encode()
         try:
             store.put_bytes(error.bucket, error.key + REASON_SUFFIX, data)

@@ -19,6 +19,15 @@ configuration holds, e.g.::
 
 File headers are matched to column names case-insensitively, after trimming and turning runs of
 spaces and dashes into one underscore (``" Order-ID "`` is ``order_id``): see :func:`normalise_name`.
+
+Who sent a file can be part of its schema: ``path_values`` maps a column to a regular expression
+searched in the file's remote path (e.g. ``s3://bucket/drops/partners/acme/customers.csv``) whose
+named group of the column's name is the value every row must have::
+
+    "path_values": {"partner": "drops/partners/(?P<partner>[^/]+)/"}
+
+so a file dropped in acme's folder may only speak for acme (see :meth:`FileSchema.values_from_path`
+and the validation, which quarantines the other rows and fills the column when the file lacks it).
 """
 
 from __future__ import annotations
@@ -239,6 +248,43 @@ def _typed_value(column: Column, value: Any) -> pa.Array:
     return pc.cast(pa.array([text]), to)
 
 
+class PathValueError(ValueError):
+    """The values a file's remote path must give cannot be had: the file is rejected as a whole."""
+
+
+@dataclass(frozen=True)
+class PathValue:
+    """A column whose value is the named group ``column`` of ``pattern`` searched in the remote path.
+
+    The path, not the file, is the authority: whoever can write under ``drops/partners/acme/`` is acme,
+    whatever the rows inside say.
+    """
+
+    column: str
+    pattern: str
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            regex = re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"path_values of {self.column}: {self.pattern!r} is not a regex: {exc}") from exc
+        if self.column not in regex.groupindex:
+            raise ValueError(
+                f"path_values of {self.column}: {self.pattern!r} has no named group (?P<{self.column}>...)"
+            )
+        object.__setattr__(self, "regex", regex)
+
+    def value(self, remote_path: str) -> str:
+        match = self.regex.search(remote_path)
+        if match is None or match.group(self.column) is None:
+            raise PathValueError(
+                f"remote path {remote_path!r} does not match the path_values pattern of "
+                f"{self.column} {self.pattern!r}"
+            )
+        return match.group(self.column)
+
+
 @dataclass(frozen=True)
 class FileSchema:
     """The columns a dataset's files must hold, its key, and how its files are read.
@@ -251,6 +297,10 @@ class FileSchema:
     :param null_values: the values (after trimming) that mean "no value"; ``("",)`` by default, so
         a literal ``NULL`` or ``NA`` is a value unless declared here.
     :param read: how the files are read (:class:`ReaderOptions`).
+    :param path_values: the columns whose value comes from the file's remote path
+        (:class:`PathValue`; from configuration, ``{column: pattern}``). A row whose value differs is
+        quarantined; a file without the column gets it filled; a file whose remote path is unknown or
+        does not match is rejected (fail closed).
     """
 
     name: str
@@ -258,11 +308,13 @@ class FileSchema:
     key: Sequence[str] = ()
     null_values: Sequence[str] = ("",)
     read: ReaderOptions = field(default_factory=ReaderOptions)
+    path_values: Sequence[PathValue] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", tuple(self.columns))
         object.__setattr__(self, "key", tuple(self.key))
         object.__setattr__(self, "null_values", tuple(self.null_values))
+        object.__setattr__(self, "path_values", tuple(self.path_values))
         if not self.columns:
             raise ValueError(f"schema {self.name}: no columns")
         seen: dict[str, str] = {}
@@ -277,6 +329,39 @@ class FileSchema:
         missing = [k for k in self.key if normalise_name(k) not in seen]
         if missing:
             raise ValueError(f"schema {self.name}: key column(s) {missing} are not columns")
+        from_path = [normalise_name(p.column) for p in self.path_values]
+        strangers = [p.column for p in self.path_values if normalise_name(p.column) not in seen]
+        if strangers:
+            raise ValueError(f"schema {self.name}: path_values column(s) {strangers} are not columns")
+        if len(set(from_path)) != len(from_path):
+            raise ValueError(f"schema {self.name}: a column appears twice in path_values")
+
+    def values_from_path(self, remote_path: str | Sequence[str] | None) -> dict[str, str]:
+        """``{column key: value}`` the file's remote path gives (see :attr:`path_values`).
+
+        ``remote_path`` may be several paths (one landed object that arrived, byte for byte, under
+        more than one remote path): they must then all give the same values. Raises
+        :class:`PathValueError` when the path is unknown, does not match, or the paths disagree.
+        """
+        if not self.path_values:
+            return {}
+        paths = [remote_path] if isinstance(remote_path, str) else list(remote_path or ())
+        columns = ", ".join(p.column for p in self.path_values)
+        if not paths:
+            raise PathValueError(
+                f"the file's remote path is unknown, so the value(s) of {columns} it may carry "
+                "(path_values) cannot be known"
+            )
+        values: dict[str, str] = {}
+        for path_value in self.path_values:
+            found = {path: path_value.value(path) for path in paths}
+            if len(set(found.values())) > 1:
+                shown = ", ".join(f"{v!r} ({p})" for p, v in found.items())
+                raise PathValueError(
+                    f"the file landed from remote paths that disagree on {path_value.column}: {shown}"
+                )
+            values[normalise_name(path_value.column)] = next(iter(found.values()))
+        return values
 
     @property
     def key_columns(self) -> tuple[Column, ...]:
@@ -297,7 +382,7 @@ class FileSchema:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FileSchema:
         """A schema from configuration (see the module's docstring for the shape)."""
-        unknown = sorted(set(data) - {"name", "columns", "key", "null_values", "read"})
+        unknown = sorted(set(data) - {"name", "columns", "key", "null_values", "read", "path_values"})
         if unknown:
             raise ValueError(f"schema {data.get('name')!r}: unknown option(s) {unknown}")
         columns = data.get("columns") or []
@@ -312,4 +397,17 @@ class FileSchema:
             key=tuple(data.get("key") or ()),
             null_values=tuple(data.get("null_values", ("",))),
             read=ReaderOptions.from_dict(data.get("read")),
+            path_values=_path_values(data.get("name"), data.get("path_values")),
         )
+
+
+def _path_values(schema: Any, value: Any) -> tuple[PathValue, ...]:
+    """``{column: pattern}`` from configuration as :class:`PathValue` objects."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ValueError(f"schema {schema!r}: path_values must map columns to patterns, got {value!r}")
+    try:
+        return tuple(PathValue(str(column), str(pattern)) for column, pattern in value.items())
+    except ValueError as exc:
+        raise ValueError(f"schema {schema!r}: {exc}") from exc

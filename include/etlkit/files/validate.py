@@ -16,6 +16,11 @@ Valid rows are typed per the schema: its columns in order, then ``additional_col
 columns the schema does not name, packed per row into one JSON object of raw strings keyed by
 their header names; null when the file has none) and ``source_row``.
 
+Columns a schema takes from the file's remote path (``path_values``) are held to it: a row whose
+value differs is quarantined (``partner='brightmail' does not match the drop folder value 'acme'``),
+a file without the column gets the path's value in every row, and a file whose remote path is unknown
+or does not match is rejected: whoever sent a file may only speak for themselves.
+
 Typing is vectorised with ``pyarrow.compute``: a regular expression admits the values of the right
 shape, a cast types them, and a cast that fails on a well-shaped but impossible value (30 February,
 an overflowing decimal) is retried on halves until the bad values are isolated, so a few bad values
@@ -47,6 +52,7 @@ from include.etlkit.files.schema import (
     TRUE_TEXTS,
     Column,
     FileSchema,
+    PathValueError,
     normalise_name,
     typed_values,
 )
@@ -138,8 +144,15 @@ class _Problems:
         return ["; ".join(texts[i]) for i in rows.to_pylist()]
 
 
-def validate(table: pa.Table, schema: FileSchema) -> ValidationResult:
-    """Split ``table`` (raw strings, as :func:`readers.read_file` returns) into valid and quarantined rows."""
+def validate(
+    table: pa.Table, schema: FileSchema, remote_path: str | Sequence[str] | None = None
+) -> ValidationResult:
+    """Split ``table`` (raw strings, as :func:`readers.read_file` returns) into valid and quarantined rows.
+
+    :param remote_path: where the file came from (``s3://bucket/key`` for an S3 drop), or the paths
+        when one landed object arrived under several: needed only by a schema with ``path_values``
+        (without it, such a schema rejects the file).
+    """
     table = table.combine_chunks()
     rows = table.num_rows
     names = table.column_names
@@ -154,7 +167,20 @@ def validate(table: pa.Table, schema: FileSchema) -> ValidationResult:
         return _rejected(
             table, schema, f"ambiguous header: {text} are one column once case, spaces and dashes are ignored"
         )
-    missing = tuple(c.name for c in schema.columns if c.required and c.key not in positions)
+    try:
+        from_path = schema.values_from_path(remote_path)
+    except PathValueError as exc:
+        return _rejected(table, schema, str(exc))
+    for column in schema.columns:
+        if column.key in from_path:
+            try:
+                typed_values(column, [from_path[column.key]], "the value of the remote path")
+            except ValueError as exc:
+                return _rejected(table, schema, f"{exc} (remote path {remote_path!r})")
+    # A column the path gives need not be in the file: it is filled with the path's value.
+    missing = tuple(
+        c.name for c in schema.columns if c.required and c.key not in positions and c.key not in from_path
+    )
     wanted = {c.key for c in schema.columns}
     extras = tuple(name for name in names if normalise_name(name) not in wanted)
     if missing:
@@ -170,11 +196,20 @@ def validate(table: pa.Table, schema: FileSchema) -> ValidationResult:
     typed: list[pa.Array] = []
     key_names = {c.key for c in schema.key_columns}
     for column in schema.columns:
-        if column.key not in positions:
+        expected = from_path.get(column.key)
+        if column.key in positions:
+            raw = _column(table, positions[column.key][0])
+        elif expected is not None:
+            # Checked like a value of the file, so the path's value meets the column's type and rules.
+            raw = pa.array([expected] * rows, pa.string())
+        else:
             typed.append(pa.nulls(rows, column.arrow_type))
             continue
-        raw = _column(table, positions[column.key][0])
-        typed.append(_check_column(raw, column, schema.null_values, problems, is_key=column.key in key_names))
+        typed.append(
+            _check_column(
+                raw, column, schema.null_values, problems, is_key=column.key in key_names, expected=expected
+            )
+        )
 
     source_row = pa.array(np.arange(1, rows + 1, dtype=np.int64))
     if schema.key and rows:
@@ -245,9 +280,19 @@ def _show(value: Any) -> str:
 
 
 def _check_column(
-    raw: pa.Array, column: Column, null_values: Sequence[str], problems: _Problems, *, is_key: bool
+    raw: pa.Array,
+    column: Column,
+    null_values: Sequence[str],
+    problems: _Problems,
+    *,
+    is_key: bool,
+    expected: str | None = None,
 ) -> pa.Array:
-    """The column typed; its bad cells recorded in ``problems`` (first failed rule per cell)."""
+    """The column typed; its bad cells recorded in ``problems`` (first failed rule per cell).
+
+    ``expected``: the value the file's remote path gives the column (``path_values``); any other,
+    an empty one included, is a row the file had no right to send.
+    """
     name = column.name
     trimmed = pc.utf8_trim_whitespace(raw)
     # is_in answers false, not null, for a null: a missing value (JSON, xlsx) is tested apart.
@@ -267,7 +312,23 @@ def _check_column(
         mask = pc.and_(pc.fill_null(mask, False), pc.invert(failed))
         problems.add(mask, raw, describe)
         failed = pc.or_(failed, mask)
+    if expected is not None:
+        _check_path_value(parsed, raw, column, expected, failed, problems)
     return parsed
+
+
+def _check_path_value(
+    parsed: pa.Array, raw: pa.Array, column: Column, expected: str, failed: pa.Array, problems: _Problems
+) -> None:
+    """Quarantine the rows whose ``column`` is not the value the remote path gives (``expected``,
+    of the column's type: :func:`validate` rejected the file otherwise)."""
+    value = typed_values(column, [expected], "the value of the remote path")[0]
+    differs = pc.fill_null(pc.not_equal(parsed, value), True)  # an empty value is not the path's
+    problems.add(
+        pc.and_(differs, pc.invert(failed)),
+        raw,
+        lambda v: f"{column.name}={_show(v)} does not match the drop folder value {_show(expected)}",
+    )
 
 
 def _rules(parsed: pa.Array, column: Column) -> list[tuple[pa.Array, Callable[[Any], str]]]:
