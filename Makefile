@@ -57,7 +57,7 @@ package: install  ## the MWAA bundle in dist/: dags/ (DAGs, include/, sql/, cons
 # `terraform -chdir=infra/terraform output -json > .local/terraform-outputs.json` names the target;
 # MWAA_BUCKET / MWAA_ENV override it. Not run in CI (needs AWS credentials).
 TF_OUTPUTS ?= .local/terraform-outputs.json
-deploy: package  ## sync dist/ to the MWAA bucket, then update the environment (DEPLOY_ARGS=--dry-run to preview)
+deploy: package  ## upload requirements/plugins/startup, update the MWAA environment and wait, then sync dags/ (DEPLOY_ARGS=--dry-run to preview)
 	$(PY) -m infra.mwaa.deploy --dist dist $(if $(wildcard $(TF_OUTPUTS)),--terraform-outputs $(TF_OUTPUTS)) $(DEPLOY_ARGS)
 
 clean:  ## stop the servers and remove local state (keeps the virtualenv)

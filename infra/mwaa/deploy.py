@@ -2,13 +2,18 @@
 
 Takes what ``make package`` built in ``dist/`` to the environment's S3 bucket, the way MWAA reads it:
 
-- ``dist/dags/`` is synced to ``s3://<bucket>/dags/``: new and changed files are uploaded (compared by
-  SHA-256, kept in each object's ``sha256`` metadata, because S3 ETags are not content hashes under
-  SSE-KMS), and objects under ``dags/`` that are no longer in the bundle are deleted (the bucket is
-  versioned, so a delete leaves a recoverable version). MWAA picks DAG changes up by itself.
-- ``plugins.zip``, ``requirements.txt`` and ``startup.sh`` are uploaded when changed; MWAA only uses
-  them once told their new S3 object versions, so the environment is then updated
-  (``UpdateEnvironment``), which restarts its components. Nothing changed: no update.
+- ``plugins.zip``, ``requirements.txt`` and ``startup.sh`` go first. MWAA only uses them once told
+  their new S3 object versions, so when one changed the environment is updated
+  (``UpdateEnvironment``, which installs them and restarts its components: many minutes) and the
+  deploy polls ``GetEnvironment`` (``--wait-interval``, ``--wait-timeout``) until it is
+  ``AVAILABLE`` again. An update that fails or does not finish in time stops the deploy there.
+- Only then is ``dist/dags/`` synced to ``s3://<bucket>/dags/``: new and changed files are uploaded
+  (compared by SHA-256, kept in each object's ``sha256`` metadata, because S3 ETags are not content
+  hashes under SSE-KMS), and objects under ``dags/`` that are no longer in the bundle are deleted
+  (the bucket is versioned, so a delete leaves a recoverable version). MWAA picks DAG changes up
+  within seconds, so a DAG synced before the update finished would import packages or plugins the
+  environment does not have yet and show an import error for the whole update.
+- None of the three changed: no update, ``dags/`` is synced at once.
 
 The bucket and environment come from ``--bucket`` / ``--environment``, else ``MWAA_BUCKET`` /
 ``MWAA_ENV``, else the ``terraform output -json`` file given with ``--terraform-outputs``
@@ -25,6 +30,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,12 @@ VERSIONED_FILES = {
 }
 # Environments in these states accept an update; any other is busy or broken and must be looked at.
 UPDATABLE = {"AVAILABLE", "UPDATE_FAILED"}
+# While waiting for an update: states that mean it failed (ROLLING_BACK ends in UPDATE_FAILED), so
+# waiting longer cannot end with the new files installed.
+FAILED = {"UPDATE_FAILED", "ROLLING_BACK", "CREATE_FAILED", "UNAVAILABLE", "DELETING", "DELETED"}
+# MWAA updates take 20-30 minutes, longer with many requirements; polling every 30 s costs nothing.
+WAIT_INTERVAL = 30.0
+WAIT_TIMEOUT = 3600.0
 
 
 class DeployError(Exception):
@@ -71,6 +83,7 @@ class Result:
     versions: dict[str, str]  # plugins.zip / requirements.txt / startup.sh -> S3 version id
     environment_updated: bool
     environment_exists: bool
+    waited: float = 0.0  # seconds spent waiting for the environment before syncing dags/
 
 
 def bundle_files(dist: Path) -> dict[str, Path]:
@@ -134,15 +147,16 @@ def plan(s3, bucket: str, files: dict[str, Path]) -> Plan:
 
 
 def _upload_order(key: str) -> tuple[int, str]:
-    # Framework, SQL and constraints before the DAG files that import them, so a DAG processor
-    # syncing mid-deploy never sees a new DAG with old code; the versioned files come last.
+    # The versioned files first (the update waits for them); then framework, SQL and constraints
+    # before the DAG files that import them, so a DAG processor syncing mid-deploy never sees a new
+    # DAG with old code.
     if not key.startswith(DAGS_PREFIX):
-        return (2, key)
-    return (1, key) if "/" not in key.removeprefix(DAGS_PREFIX) else (0, key)
+        return (0, key)
+    return (2, key) if "/" not in key.removeprefix(DAGS_PREFIX) else (1, key)
 
 
 def apply(s3, bucket: str, files: dict[str, Path], changes: Plan) -> None:
-    """Upload and delete as planned."""
+    """Upload and delete as planned (in this order; the caller splits the plan when order matters)."""
     for key in sorted(changes.uploads, key=_upload_order):
         with files[key].open("rb") as body:
             s3.put_object(
@@ -161,15 +175,25 @@ def apply(s3, bucket: str, files: dict[str, Path], changes: Plan) -> None:
             raise DeployError(f"could not delete from s3://{bucket}: {response['Errors']}")
 
 
+def split(changes: Plan) -> tuple[Plan, Plan]:
+    """The plan's environment part (the three versioned files) and its ``dags/`` part."""
+    environment, dags = Plan(digests=changes.digests), Plan(digests=changes.digests)
+    for key, why in changes.uploads.items():
+        (environment if key in VERSIONED_FILES else dags).uploads[key] = why
+    dags.deletions = list(changes.deletions)
+    return environment, dags
+
+
+def _version(s3, bucket: str, key: str) -> str:
+    version = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+    if not version or version == "null":
+        raise DeployError(f"s3://{bucket} is not versioned: MWAA needs object versions")
+    return version
+
+
 def current_versions(s3, bucket: str) -> dict[str, str]:
     """The S3 version id of the current plugins.zip, requirements.txt and startup.sh."""
-    versions = {}
-    for key in VERSIONED_FILES:
-        version = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
-        if not version or version == "null":
-            raise DeployError(f"s3://{bucket} is not versioned: MWAA needs object versions")
-        versions[key] = version
-    return versions
+    return {key: _version(s3, bucket, key) for key in VERSIONED_FILES}
 
 
 def _environment(mwaa, name: str) -> dict[str, Any] | None:
@@ -184,65 +208,194 @@ def _stale(environment: dict[str, Any], versions: dict[str, str]) -> list[str]:
     return [key for key, (_, arg) in VERSIONED_FILES.items() if environment.get(arg) != versions.get(key)]
 
 
+def pending_update(s3, bucket: str, environment: dict[str, Any] | None, changes: Plan) -> list[str]:
+    """The versioned files the environment must be updated for before ``dags/`` may change.
+
+    Those this deploy uploads, those already in the bucket but not what the environment runs (a
+    deploy stopped before its update), and all three when the environment's last update failed: it
+    may show the new versions without having installed them.
+    """
+    if environment is None:
+        return []
+    if environment.get("Status") == "UPDATE_FAILED":
+        return list(VERSIONED_FILES)
+    kept = {key: _version(s3, bucket, key) for key in VERSIONED_FILES if key not in changes.uploads}
+    stale = _stale(environment, kept)
+    return [key for key in VERSIONED_FILES if key in changes.uploads or key in stale]
+
+
 def update_environment(mwaa, name: str, versions: dict[str, str]) -> bool:
-    """Point the environment at ``versions``; False when it already runs them."""
+    """Point the environment at ``versions``; False when it already runs them (and is not failed)."""
     environment = _environment(mwaa, name)
     if environment is None:
         raise DeployError(f"MWAA environment {name} does not exist")
-    if not _stale(environment, versions):
-        return False
     status = environment.get("Status")
+    if not _stale(environment, versions) and status != "UPDATE_FAILED":
+        return False
     if status not in UPDATABLE:
         raise DeployError(
             f"MWAA environment {name} is {status}; run the deploy again when it is AVAILABLE "
-            "(the bundle is uploaded, only the environment update is pending)"
+            f"({', '.join(VERSIONED_FILES)} are uploaded; dags/ is not synced until the environment "
+            "runs them, so the environment keeps the DAGs it had)"
         )
     arguments: dict[str, str] = {"Name": name}
     for key, (path_arg, version_arg) in VERSIONED_FILES.items():
         arguments[path_arg] = key
         arguments[version_arg] = versions[key]
-    mwaa.update_environment(**arguments)
+    try:
+        mwaa.update_environment(**arguments)
+    except ClientError as error:
+        raise DeployError(
+            f"MWAA refused to update environment {name}: {error.response['Error'].get('Message', error)}; "
+            "dags/ was not synced"
+        ) from None
     return True
 
 
-def deploy(s3, mwaa, dist: Path, target: Target, *, dry_run: bool = False, out=sys.stdout) -> Result:
-    """Sync ``dist`` to the target bucket and update the environment; print what happens."""
+def _failed(name: str, environment: dict[str, Any]) -> str:
+    """Why the update failed and where to look, for the operator."""
+    error = (environment.get("LastUpdate") or {}).get("Error") or {}
+    reason = ": ".join(part for part in (error.get("ErrorCode"), error.get("ErrorMessage")) if part)
+    return (
+        f"the update of MWAA environment {name} failed ({environment.get('Status')}"
+        f"{': ' + reason if reason else ''}). dags/ was not synced, so the environment keeps the "
+        f"DAGs it had. Look at the requirements_install_* and startup_script_* log streams in the "
+        f"CloudWatch log group airflow-{name}-Scheduler and at LastUpdate in "
+        f"`aws mwaa get-environment --name {name}`, fix the bundle, and run `make deploy` again"
+    )
+
+
+def wait_until_available(
+    mwaa,
+    name: str,
+    versions: dict[str, str],
+    *,
+    interval: float = WAIT_INTERVAL,
+    timeout: float = WAIT_TIMEOUT,
+    out=sys.stdout,
+) -> float:
+    """Poll ``GetEnvironment`` until the environment runs ``versions`` and is AVAILABLE; seconds waited.
+
+    Right after ``UpdateEnvironment`` the API may still report the old state, so AVAILABLE only
+    counts together with the new versions and a last update that is no longer PENDING.
+    """
+    start = time.monotonic()
+    while True:
+        environment = _environment(mwaa, name)
+        elapsed = time.monotonic() - start
+        if environment is None:
+            raise DeployError(f"MWAA environment {name} disappeared during its update; dags/ was not synced")
+        status = environment.get("Status")
+        last = (environment.get("LastUpdate") or {}).get("Status")
+        if status == "AVAILABLE" and not _stale(environment, versions) and last != "PENDING":
+            print(f"  environment {name} AVAILABLE after {elapsed:.0f}s", file=out, flush=True)
+            return elapsed
+        if status in FAILED:
+            raise DeployError(_failed(name, environment))
+        if elapsed >= timeout:
+            raise DeployError(
+                f"MWAA environment {name} is still {status} after {timeout:.0f}s (--wait-timeout); "
+                f"dags/ was not synced. Follow the update in the MWAA console or with "
+                f"`aws mwaa get-environment --name {name}`, and run `make deploy` again: it waits for "
+                "an update in progress and syncs dags/ once the environment is AVAILABLE"
+            )
+        print(
+            f"  environment {name} {status}, waiting ({elapsed:.0f}s of at most {timeout:.0f}s)",
+            file=out,
+            flush=True,
+        )
+        time.sleep(max(0.0, min(interval, timeout - elapsed)))
+
+
+def _print_changes(changes: Plan, verb: str, out) -> None:
+    for key in sorted(changes.uploads, key=_upload_order):
+        print(f"    {verb}upload {key} ({changes.uploads[key]})", file=out)
+    for key in changes.deletions:
+        print(f"    {verb}delete {key}", file=out)
+    if not changes.uploads and not changes.deletions:
+        print("    nothing to change", file=out)
+
+
+def deploy(
+    s3,
+    mwaa,
+    dist: Path,
+    target: Target,
+    *,
+    dry_run: bool = False,
+    wait_interval: float = WAIT_INTERVAL,
+    wait_timeout: float = WAIT_TIMEOUT,
+    out=sys.stdout,
+) -> Result:
+    """Sync ``dist`` to the target bucket, updating the environment before ``dags/``; print what happens."""
     files = bundle_files(dist)
     changes = plan(s3, target.bucket, files)
-    verb = "would " if dry_run else ""
-    print(f"MWAA deploy of {dist} to s3://{target.bucket} (environment {target.environment})", file=out)
-    for key, why in sorted(changes.uploads.items()):
-        print(f"  {verb}upload {key} ({why})", file=out)
-    for key in changes.deletions:
-        print(f"  {verb}delete {key}", file=out)
-    print(f"  {len(changes.unchanged)} files unchanged", file=out)
-
     environment = _environment(mwaa, target.environment)
+    pending = pending_update(s3, target.bucket, environment, changes)
+    env_part, dags_part = split(changes)
+    name = target.environment
+    state = "does not exist" if environment is None else environment.get("Status")
+    verb = "would " if dry_run else ""
+
+    print(f"MWAA deploy of {dist} to s3://{target.bucket} (environment {name}, {state})", file=out)
+    print(f"  {len(changes.unchanged)} files unchanged", file=out)
+    if environment is None:
+        print(f"  environment {name} does not exist yet: the whole bundle at once", file=out)
+        _print_changes(changes, verb, out)
+    elif pending:
+        print("  first the environment (DAGs may need what it installs):", file=out)
+        _print_changes(env_part, verb, out)
+        print(
+            f"    {verb}update environment {name} for {', '.join(pending)} and wait until it is "
+            f"AVAILABLE again (every {wait_interval:g}s, at most {wait_timeout:g}s)",
+            file=out,
+        )
+        print("  then dags/:", file=out)
+        _print_changes(dags_part, verb, out)
+    else:
+        in_flight = " once its update in progress is done" if state == "UPDATING" else " at once"
+        print(f"  environment {name} runs this bundle's {', '.join(VERSIONED_FILES)}: no update", file=out)
+        print(f"  dags/{in_flight}:", file=out)
+        _print_changes(changes, verb, out)
     if dry_run:
-        pending = [key for key in VERSIONED_FILES if key in changes.uploads]
-        if environment is not None and not pending:
-            pending = _stale(environment, current_versions(s3, target.bucket))
-        what = f"would update it for {', '.join(pending)}" if pending else "no update needed"
-        state = "does not exist" if environment is None else environment.get("Status")
-        print(f"  environment {target.environment} ({state}): {what}", file=out)
         return Result(changes, {}, environment_updated=False, environment_exists=environment is not None)
 
-    apply(s3, target.bucket, files, changes)
-    versions = current_versions(s3, target.bucket)
     if environment is None:
+        apply(s3, target.bucket, files, changes)
         print(
-            f"  environment {target.environment} does not exist yet: the bundle is in place; create it "
+            f"  environment {name} does not exist yet: the bundle is in place; create it "
             "with `terraform apply` (create_environment = true), which reads these files",
             file=out,
         )
-        return Result(changes, versions, environment_updated=False, environment_exists=False)
-    updated = update_environment(mwaa, target.environment, versions)
-    if updated:
-        pinned = ", ".join(f"{key} {version}" for key, version in versions.items())
-        print(f"  environment {target.environment} updating to {pinned}", file=out)
-    else:
-        print(f"  environment {target.environment} already runs this bundle's files: no update", file=out)
-    return Result(changes, versions, environment_updated=updated, environment_exists=True)
+        return Result(
+            changes, current_versions(s3, target.bucket), environment_updated=False, environment_exists=False
+        )
+
+    updated, waited = False, 0.0
+    if pending:
+        apply(s3, target.bucket, files, env_part)
+    versions = current_versions(s3, target.bucket)
+    if pending:
+        updated = update_environment(mwaa, name, versions)
+        if updated:
+            pinned = ", ".join(f"{key} {version}" for key, version in versions.items())
+            print(f"  environment {name} updating to {pinned}", file=out, flush=True)
+        waited = wait_until_available(
+            mwaa, name, versions, interval=wait_interval, timeout=wait_timeout, out=out
+        )
+    elif state == "UPDATING":
+        # An update already installing these versions (a deploy that timed out waiting, say): the
+        # DAGs must wait for it just the same.
+        waited = wait_until_available(
+            mwaa, name, versions, interval=wait_interval, timeout=wait_timeout, out=out
+        )
+    apply(s3, target.bucket, files, dags_part)
+    print(
+        f"  dags/ synced: {len(dags_part.uploads)} uploaded, {len(dags_part.deletions)} deleted"
+        + ("" if updated else "; no environment update"),
+        file=out,
+    )
+    return Result(changes, versions, environment_updated=updated, environment_exists=True, waited=waited)
 
 
 def resolve_target(bucket: str | None, environment: str | None, outputs_file: Path | None) -> Target:
@@ -277,11 +430,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--environment", help="the MWAA environment name (default: MWAA_ENV)")
     parser.add_argument("--terraform-outputs", type=Path, help="a `terraform output -json` file")
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    parser.add_argument(
+        "--wait-interval",
+        type=float,
+        default=WAIT_INTERVAL,
+        help=f"seconds between GetEnvironment polls during an update (default {WAIT_INTERVAL:g})",
+    )
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=WAIT_TIMEOUT,
+        help=f"seconds to wait for the update before giving up, dags/ not synced (default {WAIT_TIMEOUT:g})",
+    )
     args = parser.parse_args(argv)
     try:
         target = resolve_target(args.bucket, args.environment, args.terraform_outputs)
         s3, mwaa = clients()
-        deploy(s3, mwaa, args.dist, target, dry_run=args.dry_run)
+        deploy(
+            s3,
+            mwaa,
+            args.dist,
+            target,
+            dry_run=args.dry_run,
+            wait_interval=args.wait_interval,
+            wait_timeout=args.wait_timeout,
+        )
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -8,8 +8,13 @@ three operations ``make deploy`` and its test use, over real HTTP in MWAA's REST
   the environment is not AVAILABLE, and an update naming an S3 object version that does not exist in
   the environment's source bucket (checked against the real local S3 server).
 
-Updates complete at once (the real service takes 20-30 minutes); ``updates`` counts them, so a test
-can tell "nothing to do" from "updated to the same values".
+An update runs like the real one, in short: the environment is ``UPDATING`` (its last update
+``PENDING``) for ``update_seconds`` (the real service takes 20-30 minutes), then ``AVAILABLE``; or,
+when ``fail_updates`` holds an error message, ``UPDATE_FAILED`` with the previous configuration back
+and the error in ``LastUpdate``. ``updates`` counts the updates, so a test can tell "nothing to do"
+from "updated to the same values"; ``finished`` records, for each update as it ends, when, how, and
+the ``dags/`` objects the bucket held at that moment (key -> version id), so a test can prove what
+was or was not written before the environment was ready.
 """
 
 from __future__ import annotations
@@ -38,11 +43,15 @@ class ApiError(Exception):
 class MwaaApi:
     """The environments and the rules; the HTTP handler below only translates."""
 
-    def __init__(self, s3, region: str, account: str = "123456789012") -> None:
+    def __init__(self, s3, region: str, account: str = "123456789012", update_seconds: float = 0.0) -> None:
         self.s3, self.region, self.account = s3, region, account
+        self.update_seconds = update_seconds
+        self.fail_updates: str | None = None  # an error message: updates end in UPDATE_FAILED
         self.environments: dict[str, dict[str, Any]] = {}
         self.updates: dict[str, int] = {}
-        self.lock = threading.Lock()
+        self.finished: dict[str, list[dict[str, Any]]] = {}
+        self.lock = threading.RLock()
+        self._timers: list[threading.Timer] = []
 
     def _bucket(self, environment: dict[str, Any]) -> str:
         return environment["SourceBucketArn"].rsplit(":", 1)[-1]
@@ -65,6 +74,7 @@ class MwaaApi:
             self._check_versions(environment)
             self.environments[name] = environment
             self.updates[name] = 0
+            self.finished[name] = []
             return {"Arn": arn}
 
     def get(self, name: str) -> dict[str, Any]:
@@ -78,10 +88,57 @@ class MwaaApi:
                 raise ApiError(400, "ValidationException", f"environment {name} is {environment['Status']}")
             candidate = {**environment, **body}
             self._check_versions(candidate)
-            candidate["LastUpdate"] = {"Status": "SUCCESS", "CreatedAt": time.time(), "Source": "API"}
+            candidate["Status"] = "UPDATING"
+            candidate["LastUpdate"] = {"Status": "PENDING", "CreatedAt": time.time(), "Source": "API"}
             self.environments[name] = candidate
             self.updates[name] += 1
+            if self.update_seconds > 0:
+                timer = threading.Timer(self.update_seconds, self._finish, (name, environment))
+                timer.daemon = True
+                self._timers.append(timer)
+                timer.start()
+            else:
+                self._finish(name, environment)
             return {"Arn": candidate["Arn"]}
+
+    def _finish(self, name: str, previous: dict[str, Any]) -> None:
+        """End the update of ``name``: AVAILABLE, or UPDATE_FAILED back on ``previous``."""
+        with self.lock:
+            environment = self.environments[name]
+            last = dict(environment["LastUpdate"])
+            if self.fail_updates:
+                last |= {
+                    "Status": "FAILED",
+                    "Error": {"ErrorCode": "UpdateFailed", "ErrorMessage": self.fail_updates},
+                }
+                environment = {**previous, "Status": "UPDATE_FAILED", "LastUpdate": last}
+            else:
+                environment = {
+                    **environment,
+                    "Status": "AVAILABLE",
+                    "LastUpdate": last | {"Status": "SUCCESS"},
+                }
+            self.environments[name] = environment
+            self.finished[name].append(
+                {
+                    "status": environment["Status"],
+                    "at": time.time(),
+                    "dags": self.dags(self._bucket(environment)),
+                }
+            )
+
+    def dags(self, bucket: str) -> dict[str, str]:
+        """The current ``dags/`` objects of ``bucket``: key -> version id."""
+        current = {}
+        for page in self.s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix="dags/"):
+            current |= {
+                item["Key"]: item["VersionId"] for item in page.get("Versions", []) if item["IsLatest"]
+            }
+        return current
+
+    def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
 
     def _find(self, name: str) -> dict[str, Any]:
         if name not in self.environments:
@@ -125,8 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
 class MwaaApiServer:
     """``with MwaaApiServer(s3, region) as server:`` serves on ``server.url`` until the block ends."""
 
-    def __init__(self, s3, region: str) -> None:
-        self.api = MwaaApi(s3, region)
+    def __init__(self, s3, region: str, update_seconds: float = 0.0) -> None:
+        self.api = MwaaApi(s3, region, update_seconds=update_seconds)
         handler = type("Handler", (_Handler,), {"api": self.api})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -137,5 +194,6 @@ class MwaaApiServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.api.close()
         self._server.shutdown()
         self._server.server_close()

@@ -5,7 +5,9 @@ server (moto) and a local MWAA API (``mwaa_api.py``: moto has no MWAA), with a b
 What it proves: the bucket ends holding exactly the bundle under ``dags/`` (stale DAG files
 removed), the environment is pointed at the S3 versions of the new plugins.zip, requirements.txt
 and startup.sh, and a second deploy of the same bundle uploads nothing and leaves the environment
-alone.
+alone. Order: when one of those three changed, no ``dags/`` object changes until the update has
+finished and the environment is AVAILABLE again (the local API records the ``dags/`` objects at the
+moment each update ends); a failed or unfinished update leaves ``dags/`` as it was.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ VERSIONED = {
     "requirements.txt": "RequirementsS3ObjectVersion",
     "startup.sh": "StartupScriptS3ObjectVersion",
 }
+# Every update of the local API stays UPDATING this long, and the deploy polls it this often.
+UPDATE_SECONDS = 1.0
+WAIT_INTERVAL = "0.1"
 
 
 def _client(service: str, endpoint: str):
@@ -79,7 +84,7 @@ def dag_bucket(s3) -> Iterator[str]:
 
 @pytest.fixture
 def mwaa_server(s3) -> Iterator[MwaaApiServer]:
-    with MwaaApiServer(s3, settings.S3_REGION) as server:
+    with MwaaApiServer(s3, settings.S3_REGION, update_seconds=UPDATE_SECONDS) as server:
         yield server
 
 
@@ -125,7 +130,7 @@ def run_deploy(
         **(env or {}),
     }
     return subprocess.run(
-        [sys.executable, "-m", "infra.mwaa.deploy", *args],
+        [sys.executable, "-m", "infra.mwaa.deploy", "--wait-interval", WAIT_INTERVAL, *args],
         cwd=ROOT,
         env=environ,
         capture_output=True,
@@ -161,6 +166,12 @@ def current_version(s3, bucket: str, key: str) -> str:
 
 def target(bucket: str, environment: str) -> dict[str, str]:
     return {"MWAA_BUCKET": bucket, "MWAA_ENV": environment}
+
+
+def in_order(text: str, *parts: str) -> bool:
+    """Whether ``parts`` all occur in ``text``, each after the one before."""
+    positions = [text.find(part) for part in parts]
+    return -1 not in positions and positions == sorted(positions)
 
 
 def test_deploy_syncs_the_bundle_and_points_the_environment_at_the_new_versions(
@@ -214,6 +225,7 @@ def test_deploy_replaces_changed_files_removes_stale_ones_and_updates_only_what_
     dag_file = next((dist / "dags").glob("*.py"))
     dag_file.write_text(dag_file.read_text() + "\n# changed\n")
     (dist / "requirements.txt").write_text((dist / "requirements.txt").read_text() + "tenacity\n")
+    dags_before = mwaa_server.api.dags(dag_bucket)
 
     result = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
 
@@ -222,6 +234,22 @@ def test_deploy_replaces_changed_files_removes_stale_ones_and_updates_only_what_
     assert "upload requirements.txt (changed)" in result.stdout
     assert "delete dags/retired_pipeline.py" in result.stdout
     assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
+    # The environment first, dags/ only once it was AVAILABLE again: when the update ended, not one
+    # dags/ object had been written or deleted yet (the deploy waited through UPDATING).
+    (finished,) = mwaa_server.api.finished[environment][1:]
+    assert finished["status"] == "AVAILABLE"
+    assert finished["dags"] == dags_before
+    assert mwaa_server.api.dags(dag_bucket) != dags_before
+    assert in_order(
+        result.stdout,
+        "upload requirements.txt (changed)",
+        f"update environment {environment} for requirements.txt",
+        "then dags/:",
+        f"upload dags/{dag_file.name} (changed)",
+        f"environment {environment} UPDATING, waiting",
+        f"environment {environment} AVAILABLE after",
+        "dags/ synced: 1 uploaded, 1 deleted",
+    ), result.stdout
     after = mwaa.get_environment(Name=environment)["Environment"]
     assert after["RequirementsS3ObjectVersion"] == current_version(s3, dag_bucket, "requirements.txt")
     assert after["RequirementsS3ObjectVersion"] != before["RequirementsS3ObjectVersion"]
@@ -238,7 +266,15 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert result.returncode == 0, result.stderr
     assert "would upload plugins.zip (new)" in result.stdout
     assert "would upload dags/.airflowignore (new)" in result.stdout
-    assert "would update it for plugins.zip, requirements.txt, startup.sh" in result.stdout
+    assert in_order(
+        result.stdout,
+        "first the environment",
+        "would upload plugins.zip (new)",
+        f"would update environment {environment} for plugins.zip, requirements.txt, startup.sh and wait "
+        "until it is AVAILABLE again (every 0.1s, at most 3600s)",
+        "then dags/:",
+        "would upload dags/.airflowignore (new)",
+    ), result.stdout
     assert version_count(s3, dag_bucket) == 0
     assert mwaa_server.api.updates[environment] == 0
     assert "PluginsS3ObjectVersion" not in mwaa.get_environment(Name=environment)["Environment"]
@@ -254,7 +290,7 @@ def test_first_deploy_before_the_environment_exists_uploads_and_says_what_next(
     assert "does not exist yet" in result.stdout and "terraform apply" in result.stdout
 
 
-def test_deploy_to_a_busy_environment_fails_clearly_after_uploading(
+def test_deploy_to_a_busy_environment_uploads_its_files_but_not_dags_and_fails_clearly(
     s3, mwaa_server, dist: Path, dag_bucket: str, environment: str
 ) -> None:
     mwaa_server.api.environments[environment]["Status"] = "UPDATING"
@@ -264,7 +300,9 @@ def test_deploy_to_a_busy_environment_fails_clearly_after_uploading(
     assert result.returncode == 1
     assert f"MWAA environment {environment} is UPDATING" in result.stderr
     assert "run the deploy again when it is AVAILABLE" in result.stderr
-    assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
+    assert "dags/ is not synced" in result.stderr
+    expected = {key: body for key, body in bundle_contents(dist).items() if key in VERSIONED}
+    assert bucket_files(s3, dag_bucket) == expected
     assert mwaa_server.api.updates[environment] == 0
 
 
@@ -273,3 +311,109 @@ def test_deploy_without_a_target_says_how_to_give_one(mwaa_server, dist: Path) -
 
     assert result.returncode == 1
     assert "MWAA_BUCKET" in result.stderr and "--terraform-outputs" in result.stderr
+
+
+def test_a_failed_update_leaves_dags_untouched_and_says_where_to_look(
+    s3, mwaa, mwaa_server, dist: Path, dag_bucket: str, environment: str
+) -> None:
+    assert run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment)).returncode == 0
+    before = mwaa.get_environment(Name=environment)["Environment"]
+    dags_before = mwaa_server.api.dags(dag_bucket)
+    (dist / "requirements.txt").write_text((dist / "requirements.txt").read_text() + "tenacity==99.0\n")
+    dag_file = next((dist / "dags").glob("*.py"))
+    dag_file.write_text(dag_file.read_text() + "\nimport tenacity  # needs the new requirement\n")
+    mwaa_server.api.fail_updates = "No matching distribution found for tenacity==99.0"
+
+    failed = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
+
+    assert failed.returncode == 1, failed.stdout
+    assert (
+        f"the update of MWAA environment {environment} failed (UPDATE_FAILED: UpdateFailed: " in failed.stderr
+    )
+    assert "No matching distribution found for tenacity==99.0" in failed.stderr
+    assert "dags/ was not synced" in failed.stderr
+    assert f"airflow-{environment}-Scheduler" in failed.stderr and "requirements_install_" in failed.stderr
+    assert "dags/ synced" not in failed.stdout
+    assert mwaa_server.api.dags(dag_bucket) == dags_before  # not one DAG file written or deleted
+    assert mwaa_server.api.finished[environment][-1]["status"] == "UPDATE_FAILED"
+    after = mwaa.get_environment(Name=environment)["Environment"]
+    assert after["RequirementsS3ObjectVersion"] == before["RequirementsS3ObjectVersion"]  # rolled back
+
+    # Fixed (here: the service recovers), the same bundle again: update first, then dags/.
+    mwaa_server.api.fail_updates = None
+    retried = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
+
+    assert retried.returncode == 0, retried.stderr
+    # UPDATE_FAILED: all three are pinned again, whatever the environment reports running.
+    assert f"update environment {environment} for plugins.zip, requirements.txt, startup.sh" in retried.stdout
+    assert mwaa_server.api.finished[environment][-1] | {"at": None} == {
+        "status": "AVAILABLE",
+        "at": None,
+        "dags": dags_before,
+    }
+    assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
+    assert mwaa_server.api.updates[environment] == 3
+
+
+def test_unchanged_environment_files_sync_dags_at_once_without_an_update(
+    s3, mwaa, mwaa_server, dist: Path, dag_bucket: str, environment: str
+) -> None:
+    assert run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment)).returncode == 0
+    before = mwaa.get_environment(Name=environment)["Environment"]
+    dag_file = next((dist / "dags").glob("*.py"))
+    dag_file.write_text(dag_file.read_text() + "\n# changed\n")
+
+    result = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
+
+    assert result.returncode == 0, result.stderr
+    assert "no update" in result.stdout and "dags/ at once:" in result.stdout
+    assert f"upload dags/{dag_file.name} (changed)" in result.stdout
+    assert "waiting" not in result.stdout and "update environment" not in result.stdout
+    assert "dags/ synced: 1 uploaded, 0 deleted; no environment update" in result.stdout
+    assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
+    assert mwaa_server.api.updates[environment] == 1
+    assert mwaa.get_environment(Name=environment)["Environment"] == before
+
+
+def test_an_update_that_outlasts_the_timeout_stops_before_dags_and_the_next_deploy_waits_for_it(
+    s3, mwaa_server, dist: Path, dag_bucket: str, environment: str
+) -> None:
+    mwaa_server.api.update_seconds = 4.0
+
+    timed_out = run_deploy(
+        mwaa_server, "--dist", str(dist), "--wait-timeout", "0.5", env=target(dag_bucket, environment)
+    )
+
+    assert timed_out.returncode == 1, timed_out.stdout
+    assert f"MWAA environment {environment} is still UPDATING after 0s (--wait-timeout)" in timed_out.stderr
+    assert "dags/ was not synced" in timed_out.stderr
+    assert not [key for key in bucket_files(s3, dag_bucket) if key.startswith("dags/")]
+
+    # Run again while that update is still going: nothing to update, but dags/ waits for it.
+    again = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
+
+    assert again.returncode == 0, again.stderr
+    assert "dags/ once its update in progress is done:" in again.stdout
+    assert in_order(again.stdout, "UPDATING, waiting", "AVAILABLE after", "dags/ synced")
+    assert mwaa_server.api.updates[environment] == 1
+    (finished,) = mwaa_server.api.finished[environment]
+    assert finished["status"] == "AVAILABLE" and finished["dags"] == {}
+    assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
+
+
+def test_an_environment_whose_last_update_failed_is_updated_again_before_dags(
+    s3, mwaa_server, dist: Path, dag_bucket: str, environment: str
+) -> None:
+    # MWAA may show the new versions after a failed update: "runs this bundle" cannot be trusted.
+    assert run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment)).returncode == 0
+    mwaa_server.api.environments[environment]["Status"] = "UPDATE_FAILED"
+    s3.put_object(Bucket=dag_bucket, Key="dags/retired_pipeline.py", Body=b"# retired\n")
+    dags_before = mwaa_server.api.dags(dag_bucket)
+
+    result = run_deploy(mwaa_server, "--dist", str(dist), env=target(dag_bucket, environment))
+
+    assert result.returncode == 0, result.stderr
+    assert f"update environment {environment} for plugins.zip, requirements.txt, startup.sh" in result.stdout
+    assert mwaa_server.api.updates[environment] == 2
+    assert mwaa_server.api.finished[environment][-1]["dags"] == dags_before
+    assert bucket_files(s3, dag_bucket) == bundle_contents(dist)
