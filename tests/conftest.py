@@ -120,26 +120,15 @@ def bucket(local_services) -> Iterator[str]:
     s3.delete_bucket(Bucket=name)
 
 
-LEDGER_TABLES = (
-    "extract_state",
-    "landed_object",
-    "processed_object",
-    "row_version",
-    "source_file",
-    "source_schema",
-    "schema_change",
-    "file_status",
-)
-
-
 @pytest.fixture
 def source_name(control_plane) -> Iterator[str]:
     """A source name of the test's own, with no ledger rows before or after the test."""
     name = f"test_src_{uuid.uuid4().hex[:10]}"
 
+    from include.etlkit.control.ledger import Ledger
+
     def clean() -> None:
-        for table in LEDGER_TABLES:
-            control_plane._run(f"DELETE FROM etl.{table} WHERE source = %s", (name,))
+        Ledger(control_plane).forget(name)
 
     clean()
     yield name

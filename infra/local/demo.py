@@ -64,18 +64,6 @@ def _seed_retail() -> None:
     )
 
 
-# Everything the pipelines remember about a source, per source (the files' too).
-LEDGER_TABLES = (
-    "extract_state",
-    "landed_object",
-    "processed_object",
-    "row_version",
-    "source_file",
-    "source_schema",
-    "file_status",
-)
-
-
 def _reset_if_s3_forgot(source: str) -> None:
     """Start the pipeline afresh when the local S3 lost what the ledger says was landed.
 
@@ -88,6 +76,7 @@ def _reset_if_s3_forgot(source: str) -> None:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk import Variable
 
+    from include.etlkit.control.ledger import Ledger
     from include.etlkit.control.store import ControlStore
 
     store = ControlStore()
@@ -98,8 +87,7 @@ def _reset_if_s3_forgot(source: str) -> None:
     if not landed or S3Hook(aws_conn_id="aws_default").list_keys(bucket_name=bucket, prefix=f"{source}/"):
         return
     print(f"the local S3 restarted and lost {landed} landed {source} objects: resetting {source}'s state")
-    for table in LEDGER_TABLES:
-        store._run(f"DELETE FROM etl.{table} WHERE source = %s", (source,))
+    Ledger(store).forget(source)
     if source != "totesys":
         return  # the retail load upserts by key: landing everything again changes no core row
     from include.etlkit.totesys.transform import LOAD_ORDER

@@ -184,3 +184,30 @@ def test_a_try_whose_start_was_never_logged_still_gets_its_duration(control_plan
     )
     control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
     assert [(status, float(duration)) for status, duration in rows] == [("failed", 2.5)]
+
+
+def test_forgetting_a_source_clears_every_table_that_remembers_it_and_nothing_else(control_plane):
+    from include.etlkit.control.ledger import SOURCE_TABLES, Ledger
+
+    gone, kept = "forget_probe_gone", "forget_probe_kept"
+    for source in (gone, kept):
+        control_plane._run(
+            "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id)"
+            " VALUES (%s, 't', now(), 'r')",
+            (source,),
+        )
+        control_plane._run(
+            "INSERT INTO etl.source_schema (source, table_name, columns) VALUES (%s, 't', '[]')", (source,)
+        )
+    Ledger(control_plane).forget(gone)
+
+    def remembered(source: str) -> int:
+        return sum(
+            control_plane._run(f"SELECT count(*) FROM etl.{table} WHERE source = %s", (source,), fetch=True)[
+                0
+            ][0]
+            for table in SOURCE_TABLES
+        )
+
+    assert (remembered(gone), remembered(kept)) == (0, 2)
+    Ledger(control_plane).forget(kept)

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 
 from include.etlkit.control.cli import dag_tasks
+from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
 from include.etlkit.sensors.s3_drop import S3DropSensor
 from infra.local import settings
@@ -42,6 +43,7 @@ from infra.local.seed_retail_files import (
     sales_dir,
 )
 from tests.conftest import load_dag
+from tests.integration.airflow_server import dsn
 from tests.integration.pipeline_checks import bucket_digests, warehouse_fingerprint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -55,12 +57,8 @@ WAREHOUSE_DB = settings.database("warehouse")
 CENT = Decimal("0.01")
 
 
-def _dsn(database: str) -> str:
-    return f"host={settings.PG_HOST} port={settings.PG_PORT} user={settings.PG_USER} dbname={database}"
-
-
 def _query(sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(_dsn(WAREHOUSE_DB)) as conn:
+    with psycopg.connect(dsn(WAREHOUSE_DB)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -80,20 +78,10 @@ def _clear_ftp_dir(remote_dir: str) -> None:
 @pytest.fixture(scope="module")
 def pipeline(airflow_db, local_services, control_plane):
     """Fresh sources, warehouse schemas, ledger and buckets; every retail task enabled; files delivered."""
-    with psycopg.connect(_dsn(WAREHOUSE_DB), autocommit=True) as conn:
+    with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
         conn.execute("CREATE SCHEMA core; CREATE SCHEMA landing; CREATE SCHEMA mart")
-        for table in (
-            "extract_state",
-            "landed_object",
-            "processed_object",
-            "row_version",
-            "source_file",
-            "source_schema",
-            "schema_change",
-            "file_status",
-        ):
-            conn.execute(f"DELETE FROM etl.{table} WHERE source = 'retail'")
+    Ledger(control_plane).forget("retail")
 
     import MySQLdb
 

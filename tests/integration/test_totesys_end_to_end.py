@@ -17,10 +17,12 @@ import psycopg
 import pytest
 
 from include.etlkit.control.cli import dag_tasks
+from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
 from infra.local import settings
 from infra.local.seed_totesys import seed
 from tests.conftest import load_dag
+from tests.integration.airflow_server import dsn
 from tests.integration.pipeline_checks import assert_nothing_changed_since, snapshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,12 +34,8 @@ SOURCE_DB = settings.database("totesys")
 WAREHOUSE_DB = settings.database("warehouse")
 
 
-def _dsn(database: str) -> str:
-    return f"host={settings.PG_HOST} port={settings.PG_PORT} user={settings.PG_USER} dbname={database}"
-
-
 def _query(database: str, sql: str, params: tuple = ()) -> list[tuple]:
-    with psycopg.connect(_dsn(database)) as conn:
+    with psycopg.connect(dsn(database)) as conn:
         return conn.execute(sql, params).fetchall()
 
 
@@ -48,14 +46,14 @@ def _scalar(database: str, sql: str, params: tuple = ()):
 @pytest.fixture(scope="module")
 def pipeline(airflow_db, local_services, control_plane):
     """A fresh source and warehouse, buckets of our own, and every totesys task enabled."""
-    with psycopg.connect(_dsn("postgres"), autocommit=True) as admin:
+    with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{SOURCE_DB}" WITH (FORCE)')
-    seed("2024-11-15", _dsn(SOURCE_DB))
-    with psycopg.connect(_dsn(WAREHOUSE_DB), autocommit=True) as conn:
+    seed("2024-11-15", dsn(SOURCE_DB))
+    with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
         conn.execute("CREATE SCHEMA core; CREATE SCHEMA landing; CREATE SCHEMA mart")
-        for table in ("extract_state", "landed_object", "processed_object", "row_version"):
-            conn.execute(f"DELETE FROM etl.{table} WHERE source = 'totesys'")
+
+    Ledger(control_plane).forget("totesys")
 
     suffix = uuid.uuid4().hex[:8]
     patch = pytest.MonkeyPatch()
@@ -187,7 +185,7 @@ def test_a_rerun_of_the_same_interval_changes_nothing_and_overwrites_no_object(p
 
 def test_the_next_snapshot_brings_new_rows_and_silently_changed_versions_and_nothing_else(pipeline):
     before = {t: _query(WAREHOUSE_DB, f"SELECT * FROM core.{t}") for t in FACTS}
-    seed("2025-02-25", _dsn(SOURCE_DB))
+    seed("2025-02-25", dsn(SOURCE_DB))
 
     run_chain(pipeline, SECOND_INTERVAL_END, reconcile=True)
 
@@ -228,7 +226,7 @@ def test_an_address_change_reaches_the_counterparties_that_use_it(pipeline):
     counterparty_id, address_id = _query(
         SOURCE_DB, "SELECT counterparty_id, legal_address_id FROM counterparty ORDER BY 1 LIMIT 1"
     )[0]
-    with psycopg.connect(_dsn(SOURCE_DB), autocommit=True) as conn:
+    with psycopg.connect(dsn(SOURCE_DB), autocommit=True) as conn:
         conn.execute(
             "UPDATE address SET city = 'Newtown', last_updated = '2025-02-25 15:10:00' WHERE address_id = %s",
             (address_id,),
@@ -250,7 +248,7 @@ def test_an_address_change_reaches_the_counterparties_that_use_it(pipeline):
 
 def test_a_failed_quality_check_fails_the_load_and_says_which_check(pipeline):
     # A fact version goes missing from core: the facts no longer reconcile with what was landed.
-    with psycopg.connect(_dsn(WAREHOUSE_DB), autocommit=True) as conn:
+    with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
         conn.execute(
             "DELETE FROM core.fact_payment WHERE payment_record_id = (SELECT max(payment_record_id) "
             "FROM core.fact_payment)"

@@ -19,6 +19,19 @@ from include.etlkit.control.store import ControlStore
 from include.etlkit.storage import StoredObject
 from include.etlkit.windows import ExtractWindow
 
+# Every control table that remembers something per source: what was landed, validated, processed and
+# loaded, how far each extract got, the files and schemas seen. ``Ledger.forget`` clears them together.
+SOURCE_TABLES = (
+    "extract_state",
+    "landed_object",
+    "processed_object",
+    "row_version",
+    "source_file",
+    "source_schema",
+    "schema_change",
+    "file_status",
+)
+
 
 @dataclass(frozen=True)
 class LedgerObject:
@@ -196,3 +209,15 @@ class Ledger:
             "WHERE bucket = ANY(%s) AND key = ANY(%s) AND loaded_at IS NULL",
             (run_id, [o.bucket for o in objects], [o.key for o in objects]),
         )
+
+    # -- reset ------------------------------------------------------------------------------------
+
+    def forget(self, source: str) -> None:
+        """Clear everything the control plane remembers about ``source``, in one transaction.
+
+        For a local reset (the demo after the local S3 lost its objects) and for tests: the next runs
+        then start afresh, with a full snapshot of every table.
+        """
+        with self.store.transaction() as cur:
+            for table in SOURCE_TABLES:
+                cur.execute(f"DELETE FROM etl.{table} WHERE source = %s", (source,))
