@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import ftplib  # nosec: B402 (the local drop speaks plain FTP)
 import io
 import json
@@ -40,7 +41,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from infra.local import settings
-from infra.local.seed_retail import COLUMNS, generate
+from infra.local.seed_retail import COLUMNS, FIRST_NAMES, LAST_NAMES, STREETS, TOWNS, generate
 
 CURRENCIES = ("GBP", "GBP", "GBP", "EUR", "USD")  # store n trades in CURRENCIES[(n - 1) % 5]
 SALES_COLUMNS = (
@@ -132,10 +133,11 @@ def sales_files(
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]], delimiter: str = ",") -> bytes:
+    """Delimited text with a header line; None is an empty field (the feeds' null)."""
     out = io.StringIO()
-    out.write(delimiter.join(header) + "\n")
-    for row in rows:
-        out.write(delimiter.join("" if v is None else str(v) for v in row) + "\n")
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
     return out.getvalue().encode()
 
 
@@ -176,8 +178,6 @@ def _partner_view(rng: random.Random, customer: Mapping[str, Any]) -> dict[str, 
 
 
 def _new_person(rng: random.Random, number: int) -> dict[str, Any]:
-    from infra.local.seed_retail import FIRST_NAMES, LAST_NAMES, STREETS, TOWNS
-
     first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
     _town, area = rng.choice(TOWNS)
     letters = "ABDEFGHJLNPQRSTUWXYZ"
@@ -230,13 +230,7 @@ def partner_files(end: date, *, scale: int = 1, seed: int = 1, dirty: bool = Tru
 def _encode(fmt: str, columns: Sequence[str], records: Sequence[Mapping[str, Any]]) -> bytes:
     rows = [[r.get(c) for c in columns] for r in records]
     if fmt == "csv":
-        import csv
-
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
-        return out.getvalue().encode()
+        return _csv(columns, rows)
     if fmt == "txt":
         return _csv(columns, rows, delimiter="|")
     if fmt == "json":

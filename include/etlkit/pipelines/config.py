@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from include.etlkit.files.schema import SOURCE_ROW
 from include.etlkit.load.postgres import TableLoad
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
@@ -37,7 +38,7 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
 # Columns the validation step adds to every processed file: kept in ``landing`` for lineage only.
-LINEAGE_COLUMNS = ("source_row",)
+LINEAGE_COLUMNS = (SOURCE_ROW,)
 
 
 class PipelineConfigError(ValueError):

@@ -161,9 +161,9 @@ class UnifyCustomersOperator(BaseOperator):
         self, cur: Any, existing: pd.DataFrame, pending: pd.DataFrame, next_id: Any
     ) -> dict[str, int]:
         counts = {"match": 0, "new": 0, "review": 0}
+        matcher = CustomerMatcher(existing, self.thresholds)  # indexing the customers is the costly part
         for partner, records in pending.groupby("partner", sort=True):
             candidates = records.drop(columns=["partner"]).reset_index(drop=True)
-            matcher = CustomerMatcher(existing, self.thresholds)
             by_ref = candidates.set_index("partner_customer_ref")
             created: dict[int, dict[str, Any]] = {}
             for decision in matcher.match(candidates, next_id=next_id):
@@ -197,8 +197,9 @@ class UnifyCustomersOperator(BaseOperator):
                     decision.decision,
                     decision.score,
                 )
-            if created:  # the next partner's records may be these same people
+            if created:  # the next partner's records may be these same people: index them too
                 existing = pd.concat([existing, pd.DataFrame(list(created.values()))], ignore_index=True)
+                matcher = CustomerMatcher(existing, self.thresholds)
         return counts
 
 
