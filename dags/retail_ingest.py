@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from include.etlkit.retail import pipeline as retail
+from include.etlkit.pipelines.pipeline import pipeline
+
+retail = pipeline("retail")
 
 
 @dag(
-    schedule=retail.INGEST_SCHEDULE,
-    start_date=retail.START,
+    schedule=retail.ingest_schedule,
+    start_date=retail.start,
     catchup=False,
     max_active_runs=1,
     default_args=retail.default_args(),

@@ -10,29 +10,32 @@ marts `mart.customer_monthly` and `mart.sales_team_monthly`. Woken by `retail_pr
 
 from __future__ import annotations
 
-from airflow.sdk import dag
+from airflow.sdk import chain, dag
 
-from include.etlkit.retail import pipeline as retail
+from include.etlkit.pipelines.pipeline import pipeline
+from include.etlkit.retail.pipeline import unify_customers
+
+retail = pipeline("retail")
 
 
 @dag(
-    schedule=[retail.PROCESSED],
-    start_date=retail.START,
+    schedule=[retail.processed],
+    start_date=retail.start,
     catchup=False,
     max_active_runs=1,
     default_args=retail.default_args(),
-    template_searchpath=retail.TEMPLATE_SEARCHPATH,
+    template_searchpath=retail.template_searchpath,
     tags=["retail", "load"],
     doc_md=__doc__,
 )
 def retail_load():
-    (
-        retail.ensure_core_tables()
-        >> retail.load_processed()
-        >> retail.unify_customers()
-        >> retail.add_sale_dates()
-        >> retail.quality_checks()
-        >> retail.publish_marts()
+    chain(
+        retail.ensure_core_tables(),
+        retail.load_processed(),
+        unify_customers(retail),
+        *retail.after_load(),  # add_sale_dates
+        retail.quality_checks(),
+        retail.publish_marts(),
     )
 
 

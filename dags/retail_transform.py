@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from include.etlkit.retail import pipeline as retail
+from include.etlkit.pipelines.pipeline import pipeline
+
+retail = pipeline("retail")
 
 
 @dag(
-    schedule=[retail.LANDED],
-    start_date=retail.START,
+    schedule=[retail.landed],
+    start_date=retail.start,
     catchup=False,
     max_active_runs=1,
     default_args=retail.default_args(),
@@ -26,7 +28,7 @@ from include.etlkit.retail import pipeline as retail
     doc_md=__doc__,
 )
 def retail_transform():
-    retail.validate_landed()
+    retail.transform_landed()
 
 
 retail_transform()

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from include.etlkit.totesys import pipeline as totesys
+from include.etlkit.pipelines.pipeline import pipeline
+
+totesys = pipeline("totesys")
 
 
 @dag(
-    schedule=[totesys.PROCESSED],
-    start_date=totesys.START,
+    schedule=[totesys.processed],
+    start_date=totesys.start,
     catchup=False,
     max_active_runs=1,
     default_args=totesys.default_args(),
-    template_searchpath=totesys.TEMPLATE_SEARCHPATH,
+    template_searchpath=totesys.template_searchpath,
     tags=["totesys", "load"],
     doc_md=__doc__,
 )

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from include.etlkit.totesys import pipeline as totesys
+from include.etlkit.pipelines.pipeline import pipeline
+
+totesys = pipeline("totesys")
 
 
 @dag(
-    schedule=totesys.RECONCILE_SCHEDULE,
-    start_date=totesys.START,
+    schedule=totesys.reconcile_schedule,
+    start_date=totesys.start,
     catchup=False,
     max_active_runs=1,
     default_args=totesys.default_args(),
@@ -24,8 +26,7 @@ from include.etlkit.totesys import pipeline as totesys
     doc_md=__doc__,
 )
 def totesys_reconcile():
-    tables = totesys.discover_tables()
-    totesys.write_manifest(totesys.reconcile_tables(tables))
+    totesys.reconcile_feeds() >> totesys.announce_landed()
 
 
 totesys_reconcile()

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag
 
-from include.etlkit.totesys import pipeline as totesys
+from include.etlkit.pipelines.pipeline import pipeline
+
+totesys = pipeline("totesys")
 
 
 @dag(
-    schedule=[totesys.LANDED],
-    start_date=totesys.START,
+    schedule=[totesys.landed],
+    start_date=totesys.start,
     catchup=False,
     max_active_runs=1,
     default_args=totesys.default_args(),

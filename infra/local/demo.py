@@ -111,11 +111,13 @@ def _new_partner_drops() -> int:
     from airflow.sdk import Variable
 
     from include.etlkit.pipelines import factory
-    from include.etlkit.retail.pipeline import CONFIG, DROP_KINDS
+    from include.etlkit.pipelines.config import load_pipeline
+    from include.etlkit.pipelines.pipeline import DROP_KINDS
 
+    config = load_pipeline("retail")
     new = 0
-    for feed in CONFIG.feeds_of(*DROP_KINDS):
-        sensor = factory.wait_for_drop(CONFIG, feed)
+    for feed in config.feeds_of(*DROP_KINDS):
+        sensor = factory.wait_for_drop(config, feed)
         sensor.drop_bucket = feed.option("drop_bucket") or Variable.get("ingestion_bucket")
         new += len(sensor.check()[0])
     return new

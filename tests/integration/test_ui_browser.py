@@ -173,13 +173,13 @@ def test_log_in_trigger_a_dag_see_it_succeed_and_switch_a_task_on_the_audit_page
 
     # Disable a task with a reason, and see it disabled, by this user.
     show_dag(audit_page, "totesys_ingest")
-    row = audit_page.locator('#audit tr[data-dag-id="totesys_ingest"][data-task-id="write_manifest"]')
+    row = audit_page.locator('#audit tr[data-dag-id="totesys_ingest"][data-task-id="announce_landed"]')
     expect(row.locator(".badge")).to_have_text("enabled")
     reason = f"paused by the browser test <{uuid.uuid4().hex[:6]}>"
     row.get_by_placeholder("reason").fill(reason)
     row.get_by_role("button", name="Disable").click()
     notice = audit_page.locator("#switched")
-    expect(notice).to_contain_text("totesys_ingest.write_manifest is now disabled")
+    expect(notice).to_contain_text("totesys_ingest.announce_landed is now disabled")
     expect(notice).to_contain_text(f"by {USERNAME}")
     expect(row.locator(".badge")).to_have_text("disabled")
     expect(row.locator(".reason")).to_have_text(reason)
@@ -190,14 +190,14 @@ def test_log_in_trigger_a_dag_see_it_succeed_and_switch_a_task_on_the_audit_page
 
     from include.etlkit.control.store import ControlStore
 
-    decision = ControlStore().decide("totesys_ingest", "write_manifest")
+    decision = ControlStore().decide("totesys_ingest", "announce_landed")
     assert not decision.allowed and reason in decision.reason
 
     # Enable it again.
     row.get_by_role("button", name="Enable").click()
-    expect(notice).to_contain_text("totesys_ingest.write_manifest is now enabled")
+    expect(notice).to_contain_text("totesys_ingest.announce_landed is now enabled")
     expect(row.locator(".badge")).to_have_text("enabled")
-    assert ControlStore().decide("totesys_ingest", "write_manifest").allowed
+    assert ControlStore().decide("totesys_ingest", "announce_landed").allowed
 
     # The recent task_log rows of the DAG include the try of the run just made.
     show_dag(audit_page, DAG_ID)

@@ -134,3 +134,99 @@ def test_every_retail_feed_fits_the_core_table_it_loads():
                 assert column.max is not None and int(column.max) <= 2**31 - 1, (feed.name, column.name)
         assert list(schemas[feed.name].key) == list(feed.load.key)
     assert float(schemas["rates"].columns[-1].min) > 0  # core.exchange_rate: CHECK (rate > 0)
+
+
+MODELLED = textwrap.dedent(
+    """
+    source: books
+    start: 2024-11-01
+    ingest_schedule: "@hourly"
+    reconcile_schedule: "@daily"
+    feeds:
+      book:   {kind: postgres, conn_id: books_db, key: book_id, overlap_minutes: 30, reconcile: true}
+      author: {kind: postgres, conn_id: books_db, key: author_id}
+    models:
+      dim_author: {inputs: [author], key: [author_id], merge: upsert}
+      fact_book:
+        inputs: [book]
+        key: [book_id, row_hash]
+        merge: versions
+        record_id: book_record_id
+        references: {author_id: dim_author.author_id}
+    warehouse:
+      ddl: [books/core.sql]
+      marts: books/marts.sql
+    """
+)
+
+
+def test_a_modelled_pipeline_declares_feeds_models_and_warehouse_steps():
+    config = parse_pipeline(MODELLED)
+    assert [feed.name for feed in config.feeds] == ["book", "author"]
+    assert all(feed.schema is None and feed.load is None for feed in config.feeds)
+    assert [feed.name for feed in config.reconciled_feeds] == ["book"]
+    assert config.validated_feeds == ()
+    assert [(load.name, load.key, load.merge) for load in config.table_loads] == [
+        ("dim_author", ("author_id",), "upsert"),
+        ("fact_book", ("book_id", "row_hash"), "versions"),
+    ]
+    fact = config.models[1]
+    assert fact.record_id == "book_record_id"
+    assert [(r.column, r.table, r.key) for r in fact.references] == [("author_id", "dim_author", "author_id")]
+    assert config.warehouse.ddl == ("books/core.sql",) and config.warehouse.marts == "books/marts.sql"
+    assert config.reconcile_schedule == "@daily"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("inputs: [author]", "inputs: [writer]"), "model 'dim_author' reads ['writer'], which are not feeds"),
+        (("merge: upsert", "merge: append"), "model 'dim_author': dim_author: merge must be"),
+        (("  dim_author: {inputs: [author], key: [author_id], merge: upsert}\n", ""), "have neither schema"),
+        (("overlap_minutes: 30", "overlap_minutes: soon"), "overlap_minutes must be a whole number"),
+        (("reconcile: true}", "reconcile: true, colour: blue}"), "unknown ['colour']"),
+        (("dim_author.author_id", "dim_author"), "is not table.key"),
+    ],
+)
+def test_model_mistakes_fail_at_parse_time_naming_the_model(change, message):
+    old, new = change
+    assert old in MODELLED
+    with pytest.raises(PipelineConfigError, match=re.escape(message)):
+        parse_pipeline(MODELLED.replace(old, new), where="books.yaml")
+
+
+def test_the_totesys_configuration_gives_an_extract_and_a_reconciliation_per_table():
+    from include.etlkit.extract.postgres import PostgresTableExtractOperator
+    from include.etlkit.extract.reconcile import PostgresReconcileOperator
+    from include.etlkit.paths import sql_file
+    from include.etlkit.pipelines import factory
+
+    config = load_pipeline("totesys")
+    tables = sorted(feed.name for feed in config.feeds)
+    assert len(tables) == 11 and {feed.kind for feed in config.feeds} == {"postgres"}
+    for feed in config.feeds:
+        land, reconcile = factory.extract(config, feed), factory.reconcile(config, feed)
+        assert type(land) is PostgresTableExtractOperator and land.task_id == f"land_{feed.name}"
+        assert type(reconcile) is PostgresReconcileOperator and reconcile.task_id == f"reconcile_{feed.name}"
+        assert land.spec.key == f"{feed.name}_id" and land.spec.cursor == "last_updated"
+        assert land.overlap.total_seconds() == 15 * 60
+    # Every model is a table of core.sql, every reference names a model and its key.
+    ddl = sql_file("postgres", "totesys", "core.sql").read_text()
+    models = {model.name: model for model in config.models}
+    for model in config.models:
+        assert f"core.{model.name} (" in ddl, model.name
+        for ref in model.references:
+            assert models[ref.table].load.key == (ref.key,)
+    # dimensions load before the facts that reference them
+    order = [model.name for model in config.models]
+    for model in config.models:
+        for ref in model.references:
+            assert order.index(ref.table) < order.index(model.name)
+
+
+def test_a_feed_kind_without_reconciliation_says_so():
+    from include.etlkit.pipelines import factory
+
+    config = load_pipeline("retail")
+    with pytest.raises(ValueError, match="a mysql feed has no reconciliation"):
+        factory.reconcile(config, config.feed("store"))

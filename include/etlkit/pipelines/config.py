@@ -1,10 +1,15 @@
-"""Pipelines declared in YAML (``include/config/<name>.yaml``): sources, feeds, schemas and loads.
+"""Pipelines declared in YAML (``include/config/<name>.yaml``): sources, feeds, models and loads.
 
 A feed is one thing a source delivers (a table, an API listing, a family of files). Its ``kind``
-picks the extract operator, its ``schema`` is what each landed file is validated against, and its
-``load`` names the warehouse table it becomes. The file is read when a DAG file is parsed, so it is
-checked here, strictly and with messages that name the feed: a typo should fail the DAG import with
-a clear error, not a task at 3 a.m.
+picks the extract operator. What becomes of its rows is declared one of two ways:
+
+- a feed with a ``schema`` and a ``load`` is validated file by file against the schema and loaded as
+  the warehouse table the load names (retail's feeds);
+- a feed without them is an input of the pipeline's ``models``: each model builds one warehouse table
+  from the feeds it names, and declares the table's key, merge and foreign keys (totesys' star schemas).
+
+The file is read when a DAG file is parsed, so it is checked here, strictly and with messages that
+name the feed: a typo should fail the DAG import with a clear error, not a task at 3 a.m.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
 # What each kind of feed must and may say (besides name, kind, schema and load).
 KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "mysql": (frozenset({"conn_id", "key"}), frozenset({"cursor", "chunk_size"})),
+    "postgres": (
+        frozenset({"conn_id", "key"}),
+        frozenset({"cursor", "overlap_minutes", "reconcile", "schema_name"}),
+    ),
+    "mysql": (frozenset({"conn_id", "key"}), frozenset({"cursor", "chunk_size", "overlap_minutes"})),
     "http": (
         frozenset({"conn_id", "endpoint"}),
         frozenset({"pagination", "records_path", "query_params", "timeout", "max_retries"}),
@@ -37,6 +46,13 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
+MODEL_OPTIONS = frozenset({"inputs", "key", "merge", "version", "record_id", "references"})
+WAREHOUSE_OPTIONS = frozenset({"ddl", "after_load", "marts"})
+# Top-level keys every pipeline file may have; anything else is a setting of the pipeline's own.
+TOP_LEVEL = frozenset(
+    {"source", "start", "ingest_schedule", "drops_schedule", "reconcile_schedule", "feeds", "models",
+     "warehouse", "checks"}
+)
 # Columns the validation step adds to every processed file: kept in ``landing`` for lineage only.
 LINEAGE_COLUMNS = (SOURCE_ROW,)
 
@@ -47,14 +63,53 @@ class PipelineConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Feed:
+    """One thing a source delivers. ``schema`` and ``load`` are ``None`` for a model's input."""
+
     name: str
     kind: str
     options: Mapping[str, Any]
-    schema: Mapping[str, Any]
-    load: TableLoad
+    schema: Mapping[str, Any] | None
+    load: TableLoad | None
 
     def option(self, name: str, default: Any = None) -> Any:
         return self.options.get(name, default)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A foreign key of a model's table: ``column`` holds values of ``table.key``."""
+
+    column: str
+    table: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """A warehouse table built from the rows of its ``inputs`` (feeds), and how it is loaded.
+
+    ``record_id`` names a column the warehouse numbers on insert (a fact's serial id), checked unique
+    after each load instead of the key; ``references`` are checked after each load too.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    load: TableLoad
+    record_id: str | None = None
+    references: tuple[Reference, ...] = ()
+
+
+@dataclass(frozen=True)
+class WarehouseSteps:
+    """The SQL the load runs in the warehouse, as paths under ``sql/<dialect>/``.
+
+    ``ddl`` before the load, ``after_load`` as ``(task_id, script)`` steps after it (and after any step
+    a DAG file adds), ``marts`` last, once the quality checks pass.
+    """
+
+    ddl: tuple[str, ...] = ()
+    after_load: tuple[tuple[str, str], ...] = ()
+    marts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +120,10 @@ class PipelineConfig:
     drops_schedule: str
     feeds: tuple[Feed, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[Model, ...] = ()
+    reconcile_schedule: str | None = None
+    warehouse: WarehouseSteps = field(default_factory=WarehouseSteps)
+    checks: Mapping[str, str] = field(default_factory=dict)  # name -> SQL that is true when right
 
     def feeds_of(self, *kinds: str) -> tuple[Feed, ...]:
         return tuple(feed for feed in self.feeds if feed.kind in kinds)
@@ -77,8 +136,18 @@ class PipelineConfig:
 
     @property
     def table_loads(self) -> tuple[TableLoad, ...]:
-        """Every feed's load, in the order the file declares them (dimensions first)."""
-        return tuple(feed.load for feed in self.feeds)
+        """Every feed's and model's load, in the order the file declares them (dimensions first)."""
+        return tuple(feed.load for feed in self.feeds if feed.load) + tuple(m.load for m in self.models)
+
+    @property
+    def validated_feeds(self) -> tuple[Feed, ...]:
+        """The feeds whose landed files are validated against a schema and loaded as they are."""
+        return tuple(feed for feed in self.feeds if feed.schema is not None)
+
+    @property
+    def reconciled_feeds(self) -> tuple[Feed, ...]:
+        """The feeds the daily reconciliation compares with their source (``reconcile: true``)."""
+        return tuple(feed for feed in self.feeds if feed.option("reconcile"))
 
 
 def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
@@ -97,6 +166,12 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
         raise PipelineConfigError(
             f"{where}: feed {name!r} ({kind}): missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
         )
+    if "overlap_minutes" in options and not (
+        isinstance(options["overlap_minutes"], int) and options["overlap_minutes"] >= 0
+    ):
+        raise PipelineConfigError(f"{where}: feed {name!r}: overlap_minutes must be a whole number >= 0")
+    if "schema" not in body and "load" not in body:
+        return Feed(name=name, kind=kind, options=options, schema=None, load=None)  # a model's input
     schema = body.get("schema")
     if not isinstance(schema, Mapping) or not schema.get("columns"):
         raise PipelineConfigError(f"{where}: feed {name!r} needs a schema with columns")
@@ -130,6 +205,51 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
     return Feed(name=name, kind=kind, options=options, schema=file_schema, load=table_load)
 
 
+def _model(where: str, name: str, body: Any, feeds: Mapping[str, Feed]) -> Model:
+    if not isinstance(body, Mapping):
+        raise PipelineConfigError(f"{where}: model {name!r} must be a mapping")
+    unknown = sorted(body.keys() - MODEL_OPTIONS)
+    missing = sorted({"inputs", "key", "merge"} - body.keys())
+    if missing or unknown:
+        raise PipelineConfigError(
+            f"{where}: model {name!r}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
+        )
+    inputs = tuple(body["inputs"])
+    strangers = sorted(set(inputs) - feeds.keys())
+    if strangers:
+        raise PipelineConfigError(f"{where}: model {name!r} reads {strangers}, which are not feeds")
+    loaded = sorted(i for i in inputs if feeds[i].load is not None)
+    if loaded:
+        raise PipelineConfigError(
+            f"{where}: model {name!r} reads {loaded}, feeds loaded as they are (they have a load)"
+        )
+    references = []
+    for column, target in (body.get("references") or {}).items():
+        table, _, key = str(target).partition(".")
+        if not key:
+            raise PipelineConfigError(
+                f"{where}: model {name!r}: reference {column} -> {target!r} is not table.key"
+            )
+        references.append(Reference(column, table, key))
+    try:
+        load = TableLoad(name=name, key=tuple(body["key"]), merge=body["merge"], version=body.get("version"))
+    except ValueError as exc:
+        raise PipelineConfigError(f"{where}: model {name!r}: {exc}") from exc
+    return Model(name, inputs, load, body.get("record_id"), tuple(references))
+
+
+def _warehouse(where: str, body: Any) -> WarehouseSteps:
+    body = body or {}
+    if not isinstance(body, Mapping) or body.keys() - WAREHOUSE_OPTIONS:
+        raise PipelineConfigError(f"{where}: warehouse may only say {sorted(WAREHOUSE_OPTIONS)}")
+    after_load = []
+    for step in body.get("after_load") or ():
+        if not isinstance(step, Mapping) or set(step) != {"task_id", "script"}:
+            raise PipelineConfigError(f"{where}: warehouse.after_load steps are {{task_id, script}}")
+        after_load.append((step["task_id"], step["script"]))
+    return WarehouseSteps(tuple(body.get("ddl") or ()), tuple(after_load), body.get("marts"))
+
+
 def parse_pipeline(text: str, where: str = "<string>") -> PipelineConfig:
     body = yaml.safe_load(text)
     if not isinstance(body, Mapping):
@@ -144,17 +264,37 @@ def parse_pipeline(text: str, where: str = "<string>") -> PipelineConfig:
     feeds = tuple(_feed(where, name, feed, source) for name, feed in (body["feeds"] or {}).items())
     if not feeds:
         raise PipelineConfigError(f"{where}: no feeds")
-    tables = [feed.load.warehouse_table for feed in feeds]
+    by_name = {feed.name: feed for feed in feeds}
+    models = tuple(_model(where, name, model, by_name) for name, model in (body.get("models") or {}).items())
+    unused = sorted(
+        feed.name for feed in feeds if feed.load is None and not any(feed.name in m.inputs for m in models)
+    )
+    if unused:
+        raise PipelineConfigError(
+            f"{where}: feed(s) {unused} have neither schema + load nor a model that reads them"
+        )
+    if models and any(feed.schema is not None for feed in feeds):
+        # Both would claim the same landed objects: validation and modelling are one step each.
+        raise PipelineConfigError(f"{where}: a pipeline validates its feeds or models them, not both")
+    tables = [feed.load.warehouse_table for feed in feeds if feed.load] + [m.name for m in models]
     if len(set(tables)) != len(tables):
         raise PipelineConfigError(f"{where}: two feeds load the same table: {tables}")
-    known = {"source", "start", "ingest_schedule", "drops_schedule", "feeds"}
+    checks = body.get("checks") or {}
+    if not isinstance(checks, Mapping) or not all(isinstance(v, str) for v in checks.values()):
+        raise PipelineConfigError(
+            f"{where}: checks map a name to SQL that is true when the warehouse is right"
+        )
     return PipelineConfig(
         source=source,
         start=datetime(start.year, start.month, start.day, tzinfo=UTC),
         ingest_schedule=body["ingest_schedule"],
         drops_schedule=body.get("drops_schedule", body["ingest_schedule"]),
         feeds=feeds,
-        settings={k: v for k, v in body.items() if k not in known},
+        settings={k: v for k, v in body.items() if k not in TOP_LEVEL},
+        models=models,
+        reconcile_schedule=body.get("reconcile_schedule"),
+        warehouse=_warehouse(where, body.get("warehouse")),
+        checks=dict(checks),
     )
 
 

@@ -8,6 +8,7 @@ operator for that kind; there is exactly one operator per kind of source.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -21,6 +22,8 @@ from include.etlkit.extract.http import (
     PageNumberPagination,
 )
 from include.etlkit.extract.mysql import MySqlTableExtractOperator
+from include.etlkit.extract.postgres import PostgresTableExtractOperator
+from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.extract.s3_drop import S3DropExtractOperator
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from include.etlkit.files.schema import FileSchema
@@ -32,6 +35,33 @@ INGESTION_BUCKET = "{{ var.value.ingestion_bucket }}"
 PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
 
 
+def _table_options(feed: Feed) -> dict[str, Any]:
+    """What a table feed (postgres, mysql) says about late commits."""
+    if feed.option("overlap_minutes") is None:
+        return {}
+    return {"overlap": timedelta(minutes=feed.option("overlap_minutes"))}
+
+
+def _postgres_table(feed: Feed) -> TableSpec:
+    return TableSpec(
+        feed.name,
+        feed.option("key"),
+        cursor=feed.option("cursor", "last_updated"),
+        schema=feed.option("schema_name", "public"),
+    )
+
+
+def _postgres(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    return PostgresTableExtractOperator(
+        table=_postgres_table(feed),
+        source=config.source,
+        conn_id=feed.option("conn_id"),
+        bucket=INGESTION_BUCKET,
+        **_table_options(feed),
+        **kwargs,
+    )
+
+
 def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     spec = TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
     extra = {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
@@ -41,6 +71,7 @@ def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
         conn_id=feed.option("conn_id"),
         bucket=INGESTION_BUCKET,
         **extra,
+        **_table_options(feed),
         **kwargs,
     )
 
@@ -110,6 +141,7 @@ def _s3_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
 
 
 EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
+    "postgres": _postgres,
     "mysql": _mysql,
     "http": _http,
     "ftp": _ftp,
@@ -120,6 +152,26 @@ EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
 def extract(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     """The extract task of one feed: ``land_<feed>``."""
     return EXTRACTS[feed.kind](config, feed, task_id=f"land_{feed.name}", **kwargs)
+
+
+def _postgres_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    return PostgresReconcileOperator(
+        table=_postgres_table(feed),
+        source=config.source,
+        conn_id=feed.option("conn_id"),
+        bucket=INGESTION_BUCKET,
+        **kwargs,
+    )
+
+
+RECONCILES: dict[str, Callable[..., BaseOperator]] = {"postgres": _postgres_reconcile}
+
+
+def reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    """The daily reconciliation task of one feed: ``reconcile_<feed>``."""
+    if feed.kind not in RECONCILES:
+        raise ValueError(f"feed {feed.name!r}: a {feed.kind} feed has no reconciliation")
+    return RECONCILES[feed.kind](config, feed, task_id=f"reconcile_{feed.name}", **kwargs)
 
 
 def wait_for_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
@@ -135,7 +187,7 @@ def wait_for_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOper
 
 
 def schemas(config: PipelineConfig) -> dict[str, FileSchema]:
-    return {feed.name: FileSchema.from_dict(dict(feed.schema)) for feed in config.feeds}
+    return {feed.name: FileSchema.from_dict(dict(feed.schema)) for feed in config.validated_feeds}
 
 
 def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
@@ -147,6 +199,15 @@ def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
         ingestion_bucket=INGESTION_BUCKET,
         processed_bucket=PROCESSED_BUCKET,
         **kwargs,
+    )
+
+
+def transform(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
+    """Build the warehouse tables of the pipeline's models from everything landed and not yet modelled."""
+    from include.etlkit.totesys.operators import TotesysTransformOperator
+
+    return TotesysTransformOperator(
+        task_id="transform_landed", source=config.source, bucket=PROCESSED_BUCKET, **kwargs
     )
 
 

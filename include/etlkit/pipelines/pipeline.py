@@ -1,0 +1,231 @@
+"""A declared pipeline as its DAG files assemble it: schedules, Assets and the tasks of each DAG.
+
+Every source is ``include/config/<source>.yaml`` (its feeds, models or schemas, warehouse steps and
+checks) plus its SQL; :func:`pipeline` turns that declaration into the tasks of the source's DAGs,
+the same way for every source:
+
+- ``<source>_ingest`` lands the scheduled feeds (database tables, API listings, FTP files) and
+  ``<source>_drops`` the S3 drops, each feed its own task; ``<source>_reconcile`` (when feeds ask for
+  it) lands rows that changed without moving their cursor. Each ends with ``announce_landed``, which
+  writes the run's manifest and publishes ``<source>_landed``.
+- ``<source>_transform`` validates every landed file against its feed's schema, or builds the
+  pipeline's models from what landed, and publishes ``<source>_processed``.
+- ``<source>_load`` creates the warehouse tables, merges every processed object, runs the declared
+  steps and checks, and publishes the marts (``<source>_warehouse``).
+
+An Asset event only wakes a DAG: each step takes everything the control plane says is waiting, so
+a manual run, a retry or a backfill does the right thing too. Nothing here touches a connection, a
+Variable or the network while a DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from datetime import timedelta
+from typing import Any
+
+from airflow.providers.common.sql.operators.sql import (
+    SQLCheckOperator,
+    SQLColumnCheckOperator,
+    SQLExecuteQueryOperator,
+    SQLTableCheckOperator,
+)
+from airflow.sdk import Asset, BaseOperator, TaskGroup, Variable, task
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.dag_defaults import default_args as shared_default_args
+from include.etlkit.paths import SQL_DIR
+from include.etlkit.pipelines import factory
+from include.etlkit.pipelines.config import Model, PipelineConfig, load_pipeline
+from include.etlkit.storage import ImmutableStore
+from include.etlkit.windows import run_interval
+
+WAREHOUSE_CONN_ID = "warehouse"
+DROP_KINDS = ("s3_drop",)
+
+
+class Pipeline:
+    """The tasks of one declared source's DAGs (see the module docstring for the DAGs they make)."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.config = config
+        self.source = config.source
+        self.start = config.start
+        self.ingest_schedule = CronDataIntervalTimetable(config.ingest_schedule, timezone="UTC")
+        self.drops_schedule = CronDataIntervalTimetable(config.drops_schedule, timezone="UTC")
+        self.reconcile_schedule = (
+            CronDataIntervalTimetable(config.reconcile_schedule, timezone="UTC")
+            if config.reconcile_schedule
+            else None
+        )
+        self.landed = Asset(
+            name=f"{self.source}_landed", uri=f"s3://ingestion/{self.source}", group=self.source
+        )
+        self.processed = Asset(
+            name=f"{self.source}_processed", uri=f"s3://processed/{self.source}", group=self.source
+        )
+        self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
+        self.template_searchpath = [str(SQL_DIR / "postgres")]
+
+    @staticmethod
+    def default_args() -> dict[str, Any]:
+        return shared_default_args(retry_delay=timedelta(minutes=2))
+
+    # -- ingest, drops, reconcile ---------------------------------------------------------------
+
+    def land_scheduled_feeds(self) -> list[BaseOperator]:
+        """One extract task per feed that is fetched on a schedule (tables, API listings, FTP)."""
+        return [
+            factory.extract(self.config, feed) for feed in self.config.feeds if feed.kind not in DROP_KINDS
+        ]
+
+    def land_dropped_feeds(self) -> list[BaseOperator]:
+        """Per S3 drop feed: a deferrable wait for a file not landed yet, then its landing."""
+        landed = []
+        for feed in self.config.feeds_of(*DROP_KINDS):
+            land = factory.extract(self.config, feed)
+            wait = factory.wait_for_drop(
+                self.config, feed, timeout=int(timedelta(minutes=14).total_seconds()), soft_fail=True
+            )
+            wait >> land
+            landed.append(land)
+        return landed
+
+    def reconcile_feeds(self) -> list[BaseOperator]:
+        """One reconciliation task per feed that declares ``reconcile: true``."""
+        return [factory.reconcile(self.config, feed) for feed in self.config.reconciled_feeds]
+
+    def announce_landed(self) -> Any:
+        """Write the run's manifest and publish ``<source>_landed`` when anything waits for the transform.
+
+        ``all_done``: one feed failing (an API down, say) must not hold back what the others landed;
+        the failed extract still fails the run and alerts. With nothing waiting the task skips, and a
+        skipped task publishes no Asset event.
+        """
+        source = self.source
+
+        @task(task_id="announce_landed", outlets=[self.landed], trigger_rule="all_done")
+        def announce_landed(**context: Any) -> str:
+            pending = Ledger().pending_landed(source)
+            if not pending:
+                raise AirflowSkipException(f"nothing of {source} waits for {source}_transform")
+            upstream = sorted(context["task"].upstream_task_ids)
+            results = context["ti"].xcom_pull(task_ids=upstream) if upstream else []
+            start, end = run_interval(context)
+            manifest = {
+                "source": source,
+                "run_id": context["run_id"],
+                "data_interval_start": start.isoformat() if start else None,
+                "data_interval_end": end.isoformat(),
+                "landed": [result for result in results or () if result],
+                "pending": len(pending),
+            }
+            body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+            prefix = f"{source}/_manifests/{end:%Y/%m/%d}"
+            stored = ImmutableStore().create_bytes(
+                Variable.get("ingestion_bucket"), prefix, "manifest", body, ".json"
+            )
+            print(f"{len(pending)} landed object(s) of {source} wait for {source}_transform; {stored.uri}")
+            return stored.uri
+
+        return announce_landed()
+
+    # -- transform ------------------------------------------------------------------------------
+
+    def transform_landed(self) -> BaseOperator:
+        """Model what landed (``models``) or validate each landed file against its feed's schema."""
+        if self.config.models:
+            return factory.transform(self.config, outlets=[self.processed])
+        return factory.validate(self.config, outlets=[self.processed])
+
+    # -- load -----------------------------------------------------------------------------------
+
+    def ensure_core_tables(self) -> BaseOperator:
+        return SQLExecuteQueryOperator(
+            task_id="ensure_core_tables", conn_id=WAREHOUSE_CONN_ID, sql=list(self.config.warehouse.ddl)
+        )
+
+    def load_processed(self) -> BaseOperator:
+        return factory.load(self.config, conn_id=WAREHOUSE_CONN_ID)
+
+    def after_load(self) -> list[BaseOperator]:
+        """The declared SQL steps that follow the merge, one task each (the DAG file chains them)."""
+        return [
+            SQLExecuteQueryOperator(task_id=task_id, conn_id=WAREHOUSE_CONN_ID, sql=script)
+            for task_id, script in self.config.warehouse.after_load
+        ]
+
+    def quality_checks(self) -> TaskGroup:
+        """Keys unique and not null, references resolve, facts match what landed, declared checks pass."""
+        with TaskGroup(group_id="quality_checks") as group:
+            for model in self.config.models:
+                _key_check(model)
+                if model.references:
+                    _reference_check(model)
+                if model.load.merge == "versions":
+                    _versions_check(model)
+            for name, check in self.config.checks.items():
+                SQLCheckOperator(task_id=name, conn_id=WAREHOUSE_CONN_ID, sql=check)
+        return group
+
+    def publish_marts(self) -> BaseOperator:
+        return SQLExecuteQueryOperator(
+            task_id="publish_marts",
+            conn_id=WAREHOUSE_CONN_ID,
+            sql=self.config.warehouse.marts,
+            outlets=[self.warehouse],
+        )
+
+
+def _key_check(model: Model) -> BaseOperator:
+    """The key (a fact's record id) has no NULL and no duplicate."""
+    table = f"core.{model.name}"
+    columns = (model.record_id,) if model.record_id else model.load.key
+    if len(columns) == 1:
+        return SQLColumnCheckOperator(
+            task_id=f"keys_{model.name}",
+            conn_id=WAREHOUSE_CONN_ID,
+            table=table,
+            column_mapping={columns[0]: {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}},
+        )
+    key = ", ".join(columns)
+    return SQLCheckOperator(
+        task_id=f"keys_{model.name}",
+        conn_id=WAREHOUSE_CONN_ID,
+        sql=f"SELECT count(*) = 0 FROM (SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1) AS d",
+    )
+
+
+def _reference_check(model: Model) -> BaseOperator:
+    return SQLTableCheckOperator(
+        task_id=f"foreign_keys_{model.name}",
+        conn_id=WAREHOUSE_CONN_ID,
+        table=f"core.{model.name}",
+        checks={
+            f"{ref.column}_in_{ref.table}": {
+                "check_statement": f"{ref.column} IS NULL "
+                f"OR {ref.column} IN (SELECT {ref.key} FROM core.{ref.table})"
+            }
+            for ref in model.references
+        },
+    )
+
+
+def _versions_check(model: Model) -> BaseOperator:
+    """Every distinct version that was ever landed is exactly one row of the table."""
+    key = ", ".join(model.load.key)
+    return SQLCheckOperator(
+        task_id=f"reconcile_{model.name}",
+        conn_id=WAREHOUSE_CONN_ID,
+        sql=f"SELECT (SELECT count(*) FROM core.{model.name}) = "
+        f"(SELECT count(*) FROM (SELECT DISTINCT {key} FROM landing.{model.name}) AS v)",
+    )
+
+
+@functools.cache
+def pipeline(name: str) -> Pipeline:
+    """The pipeline declared in ``include/config/<name>.yaml`` (read once per process)."""
+    return Pipeline(load_pipeline(name))
