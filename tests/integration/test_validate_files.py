@@ -450,3 +450,41 @@ def test_a_partners_file_may_only_speak_for_that_partner(
     assert reasons[unknown]["reason"].startswith("the file's remote path is unknown")
     assert "remote_paths" not in reasons[unknown]
     assert s3.get_object(Bucket=bucket, Key=f"errors/{outside}")["Body"].read() == CLAIMS_BRIGHTMAIL
+
+
+def test_poison_files_are_rejected_alone_and_the_good_one_goes_on(
+    source, bucket, processed_bucket, s3, control_plane
+):
+    """Files that used to raise past the reader (RecursionError), swallow rows (an unbalanced quote),
+    take hundreds of MB (thousands of NDJSON keys) or overflow a local path (a 250-character name) are
+    each rejected with their reason in one run; the good file is validated, and the task succeeds so
+    the processed Asset is published."""
+    deep = land(bucket, source, "deep.json", b"[" * 100_000 + b"]" * 100_000)
+    unbalanced = b'order_id,amount,sold_on,channel\n1,"9.99,05/11/2024,web\n2,1.00",06/11/2024,shop\n'
+    merged = land(bucket, source, "merged.csv", unbalanced)
+    keys = "\n".join(json.dumps({f"k{i}_{j}": j for j in range(5)}) for i in range(2000)).encode()
+    many_keys = land(bucket, source, "keys.ndjson", keys)
+    long_name = land(bucket, source, "n" * 250 + ".csv", GOOD)
+    good = land(bucket, source, "good.csv", GOOD.replace(b"1,9.99", b"3,9.99").replace(b"2,0.50", b"4,0.50"))
+
+    summary, error = run(source, bucket, processed_bucket)
+
+    assert error is None, error
+    assert summary["failed"] == []
+    assert summary["validated"] == [long_name, good]
+    assert summary["rejected"] == [deep, merged, many_keys]
+    statuses = status_rows(control_plane, source)
+    reasons = {key: statuses[key][7] for key in (deep, merged, many_keys)}
+    assert "nests too deeply" in reasons[deep]
+    assert "a quoted value spans lines" in reasons[merged]
+    assert "over max_columns=1,000" in reasons[many_keys]
+    for key in (deep, merged, many_keys):
+        status, rows_read, loaded, rejected = statuses[key][:4]
+        assert status == "rejected" and loaded == 0 and rows_read == rejected
+        error_key = statuses[key][6]
+        assert error_key.startswith(f"errors/{source}/{FEED}/{DAY}/")
+        assert json.loads(s3.get_object(Bucket=bucket, Key=error_key + ".reason.json")["Body"].read())[
+            "reason"
+        ] == reasons[key]
+    # Nothing is left pending for a later run to trip over.
+    assert [o for o in Ledger().pending_landed(source)] == []

@@ -62,7 +62,7 @@ def test_csv_values_stay_raw_strings_with_stripped_headers(tmp_path):
         "sales.csv",
         '\ufeff Order ID ,amount,note\n007,9.990,NA\n2,,NULL\n\n3,"1,5","two\nlines"\n',
     )
-    assert strings(read_file(path)) == {
+    assert strings(read_file(path, ReaderOptions(multiline=True))) == {
         "Order ID": ["007", "2", "3"],
         "amount": ["9.990", "", "1,5"],
         "note": ["NA", "NULL", "two\nlines"],

@@ -180,7 +180,7 @@ def test_a_modelled_pipeline_declares_feeds_models_and_warehouse_steps():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("inputs: [author]", "inputs: [writer]"), "model 'dim_author' reads ['writer'], which are not feeds"),
+        (("inputs: [author]", "inputs: [writer]"), "'dim_author' reads ['writer'], which are not feeds"),
         (("merge: upsert", "merge: append"), "model 'dim_author': dim_author: merge must be"),
         (("  dim_author: {inputs: [author], key: [author_id], merge: upsert}\n", ""), "have neither schema"),
         (("overlap_minutes: 30", "overlap_minutes: soon"), "overlap_minutes must be a whole number"),

@@ -99,6 +99,15 @@ def dataset_prefix(source: str, dataset: str, landed_key: str) -> str:
     return folder if folder == base or folder.startswith(base + "/") else f"{base}/{folder}".rstrip("/")
 
 
+def local_name(landed_key: str, limit: int = 120) -> str:
+    """The landed file's name, cut to ``limit`` bytes (suffix kept) so any name fits a local path."""
+    path = PurePosixPath(landed_key)
+    suffix = path.suffix if len(path.suffix.encode()) <= 16 else ""
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    stem = stem.encode()[: limit - len(suffix.encode())].decode(errors="ignore")
+    return (stem or "landed") + suffix
+
+
 def landed_name(landed_key: str) -> tuple[str, str]:
     """``(name, suffix)`` of a landed key, the name without the content digest the store added."""
     path = PurePosixPath(landed_key)
@@ -154,7 +163,7 @@ class ValidateLandedFilesOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix=f"validate-{self.source}-") as tmp:
             for landed in pending:
                 # Named as landed, so a read error quotes the landed name, not a temporary one.
-                local = Path(tmp) / PurePosixPath(landed.key).name
+                local = Path(tmp) / local_name(landed.key)
                 try:
                     outcome = self._process(store, source_files, landed, local, run_id)
                     self._record(statuses, ledger, outcome, run_id)
@@ -210,6 +219,11 @@ class ValidateLandedFilesOperator(BaseOperator):
             result: ValidationResult | None = validate(read_file(local, schema.read), schema, remote_paths)
         except FileReadError as exc:
             result, reason, missing = None, f"unreadable: {exc}", ()
+        except Exception as exc:
+            # Reading and validating touch nothing but the local copy, so whatever they raise is this
+            # file's doing (a parser's own error, say): it is rejected, never left to block the others.
+            self.log.exception("%s could not be read or validated", landed.key)
+            result, reason, missing = None, f"unreadable: {type(exc).__name__}: {str(exc)[:500]}", ()
         else:
             reason, missing = result.rejected_reason, result.missing_columns
         if result is None or result.status == REJECTED:

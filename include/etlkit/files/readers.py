@@ -25,6 +25,14 @@ Formats, chosen from the file's suffix unless :attr:`ReaderOptions.format` says 
 
 A file that cannot be read at all (not UTF-8, ragged rows, not a workbook, not JSON) raises
 :class:`FileReadError` naming the reason; the operator rejects that file and carries on with the others.
+
+Every reader is bounded, so a hostile or broken file is rejected with a reason instead of taking
+the worker's memory: the file's bytes (and an xlsx's uncompressed size, against zip bombs), its
+rows, its columns (a spreadsheet that claims 16,384 columns, NDJSON with thousands of distinct
+keys), one field's bytes and JSON nesting depth all have limits, set per feed under the schema's
+``read:`` (see :class:`ReaderOptions` for the defaults). A quoted CSV value may not span lines unless
+the feed declares ``multiline: true``: an unbalanced quote would otherwise swallow the next rows
+silently. A UTF-16 file (it starts with a byte-order mark) is read as UTF-16.
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ DELIMITER_BY_SUFFIX = {".csv": ",", ".tsv": "\t", ".psv": "|"}
 SNIFFED_DELIMITERS = ("|", "\t", ";", ",")
 SNIFF_BYTES = 64 * 1024
 SNIFF_LINES = 20
+MiB = 1 << 20
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 class FileReadError(ValueError):
@@ -81,6 +91,13 @@ class ReaderOptions:
     :param records_key: where the records are in a ``.json`` object, e.g. ``"records"`` or a dotted
         path ``"data.items"``; None accepts a top-level array, or an object with a single array.
     :param encoding: the text encoding of delimited and JSON files.
+    :param multiline: whether a quoted delimited value may hold line breaks (off: such a file is
+        rejected, because an unbalanced quote merges rows that way).
+    :param max_bytes: the largest file read (and an xlsx's largest uncompressed size).
+    :param max_rows: the most records in one file.
+    :param max_columns: the most columns (distinct keys, for JSON).
+    :param max_field_bytes: the longest single value.
+    :param max_depth: the deepest JSON nesting.
     """
 
     format: str | None = None
@@ -88,6 +105,12 @@ class ReaderOptions:
     sheet: str | None = None
     records_key: str | None = None
     encoding: str = "utf-8"
+    multiline: bool = False
+    max_bytes: int = 512 * MiB
+    max_rows: int = 10_000_000
+    max_columns: int = 1_000
+    max_field_bytes: int = 1 * MiB
+    max_depth: int = 32
 
     def __post_init__(self) -> None:
         if self.format is not None and self.format not in set(FORMAT_BY_SUFFIX.values()):
@@ -96,14 +119,22 @@ class ReaderOptions:
             )
         if self.delimiter is not None and len(self.delimiter) != 1:
             raise ValueError(f"a delimiter is one character, not {self.delimiter!r}")
+        for limit in LIMITS:
+            value = getattr(self, limit)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{limit} must be a positive whole number, not {value!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ReaderOptions:
         data = dict(data or {})
-        unknown = sorted(set(data) - {"format", "delimiter", "sheet", "records_key", "encoding"})
+        known = {"format", "delimiter", "sheet", "records_key", "encoding", "multiline", *LIMITS}
+        unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown reader option(s): {unknown}")
         return cls(**data)
+
+
+LIMITS = ("max_bytes", "max_rows", "max_columns", "max_field_bytes", "max_depth")
 
 
 def file_format(path: Path | str, options: ReaderOptions | None = None) -> str:
@@ -125,23 +156,84 @@ def read_file(path: Path | str, options: ReaderOptions | None = None) -> pa.Tabl
     path = Path(path)
     options = options or ReaderOptions()
     kind = file_format(path, options)
+    size = path.stat().st_size
+    if size > options.max_bytes:
+        raise FileReadError(f"{path.name} is {size:,} bytes, over max_bytes={options.max_bytes:,}")
+    encoding = text_encoding(path, options.encoding)
     try:
         if kind in (CSV, DELIMITED):
             delimiter = options.delimiter or DELIMITER_BY_SUFFIX.get(path.suffix.lower())
             if delimiter is None:
-                delimiter = sniff_delimiter(path, options.encoding)
-            return read_delimited(path, delimiter, options.encoding)
-        if kind == XLSX:
-            return read_xlsx(path, options.sheet)
-        if kind == JSON:
-            return read_json(path, options.records_key, options.encoding)
-        if kind == NDJSON:
-            return read_ndjson(path, options.encoding)
-        return read_parquet(path)
+                delimiter = sniff_delimiter(path, encoding)
+            table = read_delimited(path, delimiter, encoding, options)
+        elif kind == XLSX:
+            table = read_xlsx(path, options.sheet, options)
+        elif kind == JSON:
+            table = read_json(path, options.records_key, encoding, options)
+        elif kind == NDJSON:
+            table = read_ndjson(path, encoding, options)
+        else:
+            table = read_parquet(path)
     except FileReadError:
         raise
-    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise FileReadError(
+            f"{path.name} is not valid {exc.encoding} text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start:,}); if the partner sends another encoding, declare it: read: {{encoding: latin-1}}"
+        ) from exc
+    except RecursionError as exc:
+        raise FileReadError(f"{path.name} nests too deeply to read (max_depth={options.max_depth})") from exc
+    except pa.ArrowInvalid as exc:
+        if "straddl" in str(exc):
+            raise FileReadError(
+                f"{path.name}: a record is longer than {_block_size(options):,} bytes (a value over "
+                f"max_field_bytes={options.max_field_bytes:,}, or an unbalanced quote)"
+            ) from exc
+        if "UTF8" in str(exc):
+            raise FileReadError(
+                f"{path.name} is not valid {encoding} text: {exc}; if the partner sends another "
+                "encoding, declare it: read: {encoding: latin-1}"
+            ) from exc
         raise FileReadError(f"cannot read {path.name} as {kind}: {exc}") from exc
+    except (LookupError, OSError) as exc:
+        raise FileReadError(f"cannot read {path.name} as {kind}: {exc}") from exc
+    check_limits(table, options, path.name)
+    return table
+
+
+def text_encoding(path: Path, declared: str) -> str:
+    """The declared encoding, or UTF-16 for a file that starts with UTF-16's byte-order mark."""
+    if declared.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        return declared
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    return "utf-16" if head in UTF16_BOMS else declared
+
+
+def check_limits(table: pa.Table, options: ReaderOptions, name: str) -> None:
+    """Columns, records and the longest value within what the feed allows."""
+    if table.num_columns > options.max_columns:
+        raise FileReadError(
+            f"{name} has {table.num_columns:,} columns, over max_columns={options.max_columns:,}"
+        )
+    if table.num_rows > options.max_rows:
+        raise FileReadError(f"{name} has {table.num_rows:,} records, over max_rows={options.max_rows:,}")
+    for column_name, column in zip(table.column_names, table.columns, strict=True):
+        if not table.num_rows:
+            break
+        lengths = pc.binary_length(column)
+        longest = pc.max(lengths).as_py() or 0
+        if longest > options.max_field_bytes:
+            row = pc.index(lengths, longest).as_py() + 1
+            raise FileReadError(
+                f"{name} record {row}, column {column_name!r}: a value of {longest:,} bytes, over "
+                f"max_field_bytes={options.max_field_bytes:,}"
+            )
+
+
+def _block_size(options: ReaderOptions) -> int:
+    """pyarrow's CSV block: a whole record must fit in one, so it follows the field limit."""
+    return max(1 * MiB, 4 * options.max_field_bytes)
 
 
 # -- delimited text ---------------------------------------------------------------------------------
@@ -180,11 +272,18 @@ def _count_unquoted(line: str, delimiter: str) -> int:
     return count
 
 
-def read_delimited(path: Path, delimiter: str, encoding: str = "utf-8") -> pa.Table:
-    """Delimited text with a header line, every column read as a string, nothing made null."""
+def read_delimited(
+    path: Path, delimiter: str, encoding: str = "utf-8", options: ReaderOptions | None = None
+) -> pa.Table:
+    """Delimited text with a header line, every column read as a string, nothing made null.
+
+    Without ``multiline`` a value holding a line break rejects the file, naming the record: that is
+    what an unbalanced quote looks like once parsed (one record swallowing the next ones).
+    """
+    options = options or ReaderOptions()
     if path.stat().st_size == 0:
         return pa.table({})
-    read_options = pacsv.ReadOptions(encoding=encoding)
+    read_options = pacsv.ReadOptions(encoding=encoding, block_size=_block_size(options))
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     # The header, parsed by the same reader (so quoting is handled the same way), gives the names;
     # then every name is declared a string so no value is inferred, converted or nulled.
@@ -197,6 +296,15 @@ def read_delimited(path: Path, delimiter: str, encoding: str = "utf-8") -> pa.Ta
     table = pacsv.read_csv(
         path, read_options=read_options, parse_options=parse_options, convert_options=convert_options
     )
+    if not options.multiline:
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            broken = pc.match_substring_regex(column, "[\r\n]")
+            if pc.any(broken).as_py():
+                row = pc.index(broken, True).as_py() + 1
+                raise FileReadError(
+                    f"{path.name} record {row}, column {name!r}: a quoted value spans lines (an unbalanced "
+                    "quote merges records); declare read: {multiline: true} if values may hold line breaks"
+                )
     return table.rename_columns(header_names(table.column_names))
 
 
@@ -212,10 +320,27 @@ def header_names(raw: Sequence[Any]) -> list[str]:
 # -- spreadsheets -----------------------------------------------------------------------------------
 
 
-def read_xlsx(path: Path, sheet: str | None = None) -> pa.Table:
-    """The first (or named) sheet: its first row is the header, entirely empty rows are skipped."""
+def read_xlsx(path: Path, sheet: str | None = None, options: ReaderOptions | None = None) -> pa.Table:
+    """The first (or named) sheet: its first row is the header, entirely empty rows are skipped.
+
+    The workbook's uncompressed size is checked before it is opened (a zip bomb), the dimension the
+    sheet claims is ignored (a sheet may claim column XFD and would be padded to 16,384 columns), and
+    rows and columns are counted as they are read.
+    """
+    import zipfile
+
     from openpyxl import load_workbook
 
+    options = options or ReaderOptions()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise FileReadError(f"{path.name} is not a readable .xlsx workbook: {exc}") from exc
+    if unpacked > options.max_bytes:
+        raise FileReadError(
+            f"{path.name} unpacks to {unpacked:,} bytes, over max_bytes={options.max_bytes:,} (a zip bomb?)"
+        )
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, XML and its own errors alike
@@ -228,11 +353,22 @@ def read_xlsx(path: Path, sheet: str | None = None) -> pa.Table:
         else:
             raise FileReadError(f"{path.name} has no sheet {sheet!r} (sheets: {workbook.sheetnames})")
         try:
-            rows = [
-                [cell_text(value) for value in row]
-                for row in worksheet.iter_rows(values_only=True)
-                if any(value is not None and value != "" for value in row)
-            ]
+            worksheet.reset_dimensions()  # read the cells there are, not the range the sheet claims
+            rows = []
+            for row in worksheet.iter_rows(values_only=True):
+                width = max((i for i, v in enumerate(row) if v is not None and v != ""), default=-1) + 1
+                if not width:
+                    continue
+                if width > options.max_columns:
+                    raise FileReadError(
+                        f"{path.name} row {len(rows) + 1} has {width:,} columns, over max_columns="
+                        f"{options.max_columns:,}"
+                    )
+                if len(rows) > options.max_rows:
+                    raise FileReadError(f"{path.name} has more than max_rows={options.max_rows:,} rows")
+                rows.append([cell_text(value) for value in row[:width]])
+        except FileReadError:
+            raise
         except Exception as exc:
             raise FileReadError(f"{path.name}: cannot read sheet {worksheet.title!r}: {exc}") from exc
     finally:
@@ -273,8 +409,39 @@ class RawNumber(str):
     """A JSON number kept as the file spells it (``9.990`` stays ``9.990``, ``1e3`` stays ``1e3``)."""
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise FileReadError(f"an object has the key {twice!r} twice: which value is meant cannot be told")
+    return record
+
+
 def _loads(text: str) -> Any:
-    return json.loads(text, parse_float=RawNumber, parse_int=RawNumber, parse_constant=RawNumber)
+    return json.loads(
+        text,
+        parse_float=RawNumber,
+        parse_int=RawNumber,
+        parse_constant=RawNumber,
+        object_pairs_hook=_unique_keys,
+    )
+
+
+def json_depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar is 0), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            deepest = max(deepest, depth)
+            continue
+        deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def json_text(value: Any) -> str | None:
@@ -300,30 +467,54 @@ def _dump(value: Any) -> str:
     return json.dumps(value)
 
 
-def records_table(records: Iterable[tuple[int, Any]]) -> pa.Table:
-    """Objects (with their position, for errors) -> one string column per key, first-seen order."""
-    columns: dict[str, list[str | None]] = {}
-    for count, (position, record) in enumerate(records):
+def records_table(records: Iterable[tuple[int, Any]], options: ReaderOptions | None = None) -> pa.Table:
+    """Objects (with their position, for errors) -> one string column per key, first-seen order.
+
+    Each record only touches its own keys (a column's values are kept sparse, by record number, and
+    filled in at the end), so a file of many distinct keys costs what it holds, and the number of
+    distinct keys, records and nesting levels stop at the feed's limits.
+    """
+    options = options or ReaderOptions()
+    columns: dict[str, dict[int, str | None]] = {}
+    count = 0
+    for count, (position, record) in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise FileReadError(f"record {position} is a JSON {type(record).__name__}, not an object")
-        for name in record:
-            if name not in columns:
-                columns[name] = [None] * count  # absent from the records before this one
-        for name, values in columns.items():
-            values.append(json_text(record.get(name)))
+        if count > options.max_rows:
+            raise FileReadError(f"more than max_rows={options.max_rows:,} records")
+        if json_depth(record) > options.max_depth:
+            raise FileReadError(f"record {position} nests deeper than max_depth={options.max_depth}")
+        for name, value in record.items():
+            values = columns.get(name)
+            if values is None:
+                if len(columns) >= options.max_columns:
+                    raise FileReadError(
+                        f"record {position} brings key {len(columns) + 1:,}, over max_columns="
+                        f"{options.max_columns:,}"
+                    )
+                values = columns[name] = {}
+            values[count - 1] = json_text(value)
     if not columns:
         return pa.table({})
     names = header_names(list(columns))
-    return pa.Table.from_arrays([pa.array(v, pa.string()) for v in columns.values()], names=names)
+    arrays = [pa.array([v.get(i) for i in range(count)], pa.string()) for v in columns.values()]
+    return pa.Table.from_arrays(arrays, names=names)
 
 
-def read_json(path: Path, records_key: str | None = None, encoding: str = "utf-8") -> pa.Table:
+def read_json(
+    path: Path, records_key: str | None = None, encoding: str = "utf-8", options: ReaderOptions | None = None
+) -> pa.Table:
     try:
         document = _loads(path.read_text(encoding=encoding).lstrip("\ufeff"))
     except json.JSONDecodeError as exc:
         raise FileReadError(f"{path.name} is not valid JSON: {exc}") from exc
+    except FileReadError as exc:
+        raise FileReadError(f"{path.name}: {exc}") from exc
     records = _find_records(document, records_key, path.name)
-    return records_table(enumerate(records, start=1))
+    try:
+        return records_table(enumerate(records, start=1), options)
+    except FileReadError as exc:
+        raise FileReadError(f"{path.name}: {exc}") from exc
 
 
 def _find_records(document: Any, records_key: str | None, name: str) -> list[Any]:
@@ -346,7 +537,7 @@ def _find_records(document: Any, records_key: str | None, name: str) -> list[Any
     return document
 
 
-def read_ndjson(path: Path, encoding: str = "utf-8") -> pa.Table:
+def read_ndjson(path: Path, encoding: str = "utf-8", options: ReaderOptions | None = None) -> pa.Table:
     def records() -> Iterator[tuple[int, Any]]:
         with path.open(encoding=encoding) as handle:
             for number, line in enumerate(handle, start=1):
@@ -357,8 +548,15 @@ def read_ndjson(path: Path, encoding: str = "utf-8") -> pa.Table:
                     yield number, _loads(text)
                 except json.JSONDecodeError as exc:
                     raise FileReadError(f"{path.name} line {number} is not valid JSON: {exc}") from exc
+                except FileReadError as exc:
+                    raise FileReadError(f"{path.name} line {number}: {exc}") from exc
 
-    return records_table(records())
+    try:
+        return records_table(records(), options)
+    except FileReadError as exc:
+        if str(exc).startswith(path.name):
+            raise
+        raise FileReadError(f"{path.name}: {exc}") from exc
 
 
 # -- Parquet ----------------------------------------------------------------------------------------
