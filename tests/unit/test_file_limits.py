@@ -176,3 +176,18 @@ def test_limits_are_positive_whole_numbers(limit):
     with pytest.raises(ValueError, match=f"{limit} must be a positive whole number"):
         ReaderOptions.from_dict({limit: 0})
     assert getattr(ReaderOptions.from_dict({limit: 7}), limit) == 7
+
+
+def test_a_nul_byte_quarantines_its_row_not_the_load(tmp_path):
+    from include.etlkit.files.schema import FileSchema
+    from include.etlkit.files.validate import validate
+
+    columns = [{"name": "id", "type": "int"}, {"name": "name", "type": "string"}]
+    schema = FileSchema.from_dict({"name": "people", "key": ["id"], "columns": columns})
+    path = write(tmp_path, "people.csv", b"id,name,note\n1,Ann,ok\n2,B\x00b,ok\n3,Cy,n\x00te\n")
+    result = validate(read_file(path), schema)
+    assert result.valid.column("id").to_pylist() == [1]
+    assert result.quarantined.column("source_row").to_pylist() == [2, 3]
+    reasons = result.quarantined.column("reason").to_pylist()
+    assert "name holds a NUL byte" in reasons[0] and "note holds a NUL byte" in reasons[1]
+    assert result.rows_read == result.rows_valid + result.rows_rejected

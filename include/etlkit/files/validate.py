@@ -211,6 +211,15 @@ def validate(
             )
         )
 
+    # PostgreSQL's text (and jsonb) cannot hold a NUL byte: a row with one would fail the whole load.
+    for index, name in enumerate(names):
+        raw = _column(table, index)
+        problems.add(
+            pc.fill_null(pc.match_substring(raw, "\x00"), False),
+            raw,
+            lambda v, name=name: f"{name} holds a NUL byte, which the warehouse cannot store ({_show(v)})",
+        )
+
     source_row = pa.array(np.arange(1, rows + 1, dtype=np.int64))
     if schema.key and rows:
         _check_duplicate_keys(schema, typed, source_row, problems)
