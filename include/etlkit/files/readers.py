@@ -281,8 +281,8 @@ def read_delimited(
     what an unbalanced quote looks like once parsed (one record swallowing the next ones).
     """
     options = options or ReaderOptions()
-    if path.stat().st_size == 0:
-        return pa.table({})
+    if _blank(path, encoding):
+        return pa.table({})  # no header: the validation says the file is empty
     read_options = pacsv.ReadOptions(encoding=encoding, block_size=_block_size(options))
     parse_options = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     # The header, parsed by the same reader (so quoting is handled the same way), gives the names;
@@ -306,6 +306,13 @@ def read_delimited(
                     "quote merges records); declare read: {multiline: true} if values may hold line breaks"
                 )
     return table.rename_columns(header_names(table.column_names))
+
+
+def _blank(path: Path, encoding: str) -> bool:
+    """Whether the file holds nothing but white space (or nothing at all)."""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    return len(head) < SNIFF_BYTES and not head.decode(encoding, errors="replace").strip(" \t\r\n\ufeff")
 
 
 def header_names(raw: Sequence[Any]) -> list[str]:
