@@ -1,23 +1,52 @@
 """Immutable object storage: every landed or processed object is created once, never overwritten.
 
 The only way the framework writes to a bucket. Objects are created with a conditional put
-(``If-None-Match: *``), so S3 itself refuses an overwrite; in production the buckets add Object Lock.
-Keys are derived from the content's SHA-256, so a retry that produces the same bytes finds its object
-already there (a 412 answer) and, after checking the stored digest matches, treats it as landed.
-A retry never needs to overwrite anything, and a different content always gets a different key.
+(``If-None-Match: *``), so S3 itself refuses an overwrite; in production the buckets add Object Lock
+and the IAM policy refuses a put without that condition. Keys are derived from the content's
+SHA-256, so a retry that produces the same bytes finds its object already there (a 412 answer).
+
+Immutability is checked, not trusted. Every put carries S3's own SHA-256 checksum
+(``ChecksumSHA256``), so S3 refuses bytes that changed on the way; on a 412 the existing object's
+checksum, as S3 computed it, must equal the new content's (or, for an object stored without one, its
+bytes are read and hashed), and only then is it treated as already landed. Every read
+(:meth:`ImmutableStore.get_bytes`, :meth:`ImmutableStore.download`) hashes what it received and
+compares it with the stored checksum, raising :class:`ObjectIntegrityError` on a mismatch.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DIGEST_METADATA = "sha256"
+CHUNK = 1 << 20
 
 
 class ImmutableObjectConflict(RuntimeError):
     """An object exists under the key with other content: a bug upstream, never overwritten."""
+
+
+class ObjectIntegrityError(RuntimeError):
+    """What was read from a bucket is not what was stored (its SHA-256 differs)."""
+
+
+def s3_checksum(hex_digest: str) -> str:
+    """A SHA-256 hex digest in the form S3's ``ChecksumSHA256`` takes and returns (base64)."""
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def stored_digest(head: dict[str, Any]) -> str | None:
+    """The object's SHA-256 (hex) from a HEAD/GET answer: S3's checksum, else our metadata.
+
+    A multipart object's checksum is a checksum of its parts (``...-N``), not of its bytes: None.
+    """
+    checksum = head.get("ChecksumSHA256")
+    if checksum and "-" not in checksum:
+        return base64.b64decode(checksum).hex()
+    return (head.get("Metadata") or {}).get(DIGEST_METADATA)
 
 
 @dataclass(frozen=True)
@@ -89,25 +118,68 @@ class ImmutableStore:
 
         try:
             self.client.put_object(
-                Bucket=bucket, Key=key, Body=body, IfNoneMatch="*", Metadata={DIGEST_METADATA: digest}
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=s3_checksum(digest),
+                Metadata={DIGEST_METADATA: digest},
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code not in ("PreconditionFailed", "ConditionalRequestConflict") and status not in (409, 412):
                 raise
-            existing = self.client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
-            if existing.get(DIGEST_METADATA) != digest:
+            existing = self.existing_digest(bucket, key)
+            if existing != digest:
                 raise ImmutableObjectConflict(
                     f"s3://{bucket}/{key} already exists with other content "
-                    f"(sha256 {existing.get(DIGEST_METADATA)!r}, new {digest!r}); it is never overwritten"
+                    f"(sha256 {existing!r}, new {digest!r}); it is never overwritten"
                 ) from exc
             return StoredObject(bucket, key, digest, size, created=False)
         return StoredObject(bucket, key, digest, size, created=True)
 
+    def existing_digest(self, bucket: str, key: str) -> str:
+        """The SHA-256 of the object's bytes: S3's checksum, or the bytes themselves hashed.
+
+        Never the ``sha256`` metadata alone: metadata is written by the client and proves nothing.
+        """
+        head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        checksum = head.get("ChecksumSHA256")
+        if checksum and "-" not in checksum:
+            return base64.b64decode(checksum).hex()
+        body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        digest = hashlib.sha256()
+        for block in iter(lambda: body.read(CHUNK), b""):
+            digest.update(block)
+        return digest.hexdigest()
+
     def get_bytes(self, bucket: str, key: str) -> bytes:
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        """The object's bytes, checked against the digest it was stored with."""
+        answer = self.client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        data = answer["Body"].read()
+        _verify(bucket, key, stored_digest(answer), hashlib.sha256(data).hexdigest())
+        return data
 
     def download(self, bucket: str, key: str, path: Path) -> Path:
-        self.client.download_file(bucket, key, str(path))
+        """Stream the object to ``path``, hashing as it comes, and check it against its stored digest."""
+        answer = self.client.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        digest = hashlib.sha256()
+        with path.open("wb") as out:
+            for block in iter(lambda: answer["Body"].read(CHUNK), b""):
+                digest.update(block)
+                out.write(block)
+        try:
+            _verify(bucket, key, stored_digest(answer), digest.hexdigest())
+        except ObjectIntegrityError:
+            path.unlink(missing_ok=True)
+            raise
         return path
+
+
+def _verify(bucket: str, key: str, expected: str | None, actual: str) -> None:
+    if expected is not None and expected != actual:
+        raise ObjectIntegrityError(
+            f"s3://{bucket}/{key}: read bytes with sha256 {actual}, stored as {expected}"
+        )

@@ -17,8 +17,10 @@ from include.etlkit.storage import (
     DIGEST_METADATA,
     ImmutableObjectConflict,
     ImmutableStore,
+    ObjectIntegrityError,
     content_key,
     file_sha256,
+    s3_checksum,
 )
 from infra.local import settings
 
@@ -140,3 +142,45 @@ def test_put_file_and_put_bytes_agree_on_the_digest(s3, bucket, store, tmp_path:
     # The same content put the other way under the file's key is recognised as already landed.
     assert store.put_bytes(bucket, from_file.key, data).created is False
     assert len(_versions(s3, bucket, from_file.key)) == 1
+
+
+def test_every_put_carries_s3s_own_sha256_checksum(s3, bucket, store):
+    data = b"checked by S3"
+    stored = store.put_bytes(bucket, _key("checksum"), data)
+    head = s3.head_object(Bucket=bucket, Key=stored.key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == s3_checksum(hashlib.sha256(data).hexdigest())
+
+
+def test_a_412_is_judged_by_the_stored_bytes_not_by_metadata(s3, bucket, store):
+    """An object put by someone else, with a lying ``sha256`` metadata and no checksum, is not
+    mistaken for the new content: the retry sees a conflict, and the object is left as it was."""
+    new = b"what the retry would land"
+    key = _key("liar")
+    lie = {DIGEST_METADATA: hashlib.sha256(new).hexdigest()}
+    s3.put_object(Bucket=bucket, Key=key, Body=b"something else", Metadata=lie)
+    with pytest.raises(ImmutableObjectConflict, match="never overwritten"):
+        store.put_bytes(bucket, key, new)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"something else"
+    # The same object without a checksum but with the right bytes is recognised by hashing them.
+    honest = _key("honest")
+    s3.put_object(Bucket=bucket, Key=honest, Body=new)
+    assert store.put_bytes(bucket, honest, new).created is False
+
+
+def test_reads_check_the_bytes_against_the_stored_digest(s3, bucket, store, tmp_path: Path):
+    key = _key("tampered")
+    # Stored with a checksum of other bytes (as if the object changed under us): every read refuses it.
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=b"tampered bytes",
+        Metadata={DIGEST_METADATA: hashlib.sha256(b"original bytes").hexdigest()},
+    )
+    with pytest.raises(ObjectIntegrityError, match="stored as"):
+        store.get_bytes(bucket, key)
+    target = tmp_path / "object"
+    with pytest.raises(ObjectIntegrityError):
+        store.download(bucket, key, target)
+    assert not target.exists()
+    good = store.put_bytes(bucket, _key("good"), b"original bytes")
+    assert store.download(bucket, good.key, tmp_path / "good").read_bytes() == b"original bytes"
