@@ -1,4 +1,4 @@
-"""Task-failure alerts: an email (smtp provider) and an SNS message when a task fails for good.
+"""Task-failure alerts: an email (SMTP or Amazon SES) and an SNS message when a task fails for good.
 
 :class:`TaskFailureNotifier` is every task's ``on_failure_callback`` (``dag_defaults.default_args()``
 puts it there, the DAG integrity tests check it), so no DAG can forget to alert. Airflow calls it once
@@ -8,6 +8,10 @@ What an alert says is what the on-call engineer needs to start: DAG, task, run, 
 the error and the link to the try's log (the ``etl.task_log`` row of the try holds the same error
 and the rows it moved). Recipients are Airflow Variables read when the alert is sent, never while a
 DAG file is parsed: ``alert_emails`` (comma separated) and ``alert_sns_topic_arn`` (empty: no SNS).
+
+The email goes through the ``smtp_default`` connection, or, when the Variable ``alert_ses_sender``
+names an SES-verified sender, through Amazon SES with the AWS connection (on MWAA the execution
+role), so no SMTP password has to be stored anywhere.
 
 An alert never fails anything: each channel that cannot deliver logs an error and the task keeps
 its own failure. Nothing from a connection goes into a message, and the error text is passed
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 ALERT_EMAILS_VARIABLE = "alert_emails"
 ALERT_SNS_TOPIC_VARIABLE = "alert_sns_topic_arn"
+ALERT_SES_SENDER_VARIABLE = "alert_ses_sender"
 SMTP_CONN_ID = "smtp_default"
 AWS_CONN_ID = "aws_default"
 # Used when neither the notifier nor the SMTP connection (extra ``from_email``) names a sender.
@@ -203,6 +208,15 @@ class TaskFailureNotifier(BaseNotifier):
                 report.task_label,
                 ALERT_EMAILS_VARIABLE,
             )
+            return
+        ses_sender = _variable(ALERT_SES_SENDER_VARIABLE)
+        if ses_sender:
+            from airflow.providers.amazon.aws.hooks.ses import SesHook
+
+            SesHook(aws_conn_id=self.aws_conn_id).send_email(
+                mail_from=ses_sender, to=to, subject=report.subject, html_content=report.html()
+            )
+            log.info("Failure alert for %s emailed through SES to %s", report.task_label, ", ".join(to))
             return
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 

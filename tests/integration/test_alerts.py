@@ -317,3 +317,41 @@ def test_sns_subject_is_short_printable_ascii_and_recipients_split_on_commas_and
     assert len(subject) <= 100 and subject.isascii() and subject.isprintable()
     assert report.subject.endswith("t\u00e9che[3] failed (try 2 of 4)")
     assert recipients(" a@example.com; b@example.com ,,") == ["a@example.com", "b@example.com"]
+
+
+def test_with_an_ses_sender_the_email_goes_through_ses_and_not_smtp(probe, smtp_server, monkeypatch):
+    """No SMTP secret needed: SES, called with the AWS connection (MWAA's execution role), sends it.
+
+    SES's mailbox simulator address and the sender domain's delivery notifications (SNS -> SQS) show
+    what SES did with each message, as they would on AWS."""
+    from airflow.providers.amazon.aws.hooks.ses import SesHook
+    from airflow.providers.amazon.aws.hooks.sns import SnsHook
+    from airflow.providers.amazon.aws.hooks.sqs import SqsHook
+
+    _, inbox = smtp_server
+    ses = SesHook(aws_conn_id="aws_default").get_conn()
+    sns, sqs = SnsHook(aws_conn_id="aws_default").get_conn(), SqsHook(aws_conn_id="aws_default").get_conn()
+    domain = f"alerts-{uuid.uuid4().hex[:8]}.example.com"
+    ses.verify_domain_identity(Domain=domain)
+    topic_arn = sns.create_topic(Name=f"ses-deliveries-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"ses-deliveries-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    ses.set_identity_notification_topic(Identity=domain, NotificationType="Delivery", SnsTopic=topic_arn)
+    monkeypatch.setenv("AIRFLOW_VAR_ALERT_SES_SENDER", f"airflow@{domain}")
+    monkeypatch.setenv("AIRFLOW_VAR_ALERT_EMAILS", "success@simulator.amazonses.com")
+    sent_before = ses.get_send_quota()["SentLast24Hours"]
+    try:
+        run = probe.test()
+        assert _states(run)["fails_on_purpose"] == "failed"
+        assert inbox.received == []  # SMTP is not used at all
+        assert ses.get_send_quota()["SentLast24Hours"] - sent_before >= len(FAILING)
+        deliveries = _sns_messages(queue_url, len(FAILING))
+        assert len(deliveries) == len(FAILING)
+        notices = [m if isinstance(m, dict) else json.loads(m) for m in (d["Message"] for d in deliveries)]
+        assert all("delivery" in notice for notice in notices)  # SES's delivery notifications
+    finally:
+        sqs.delete_queue(QueueUrl=queue_url)
+        sns.delete_topic(TopicArn=topic_arn)
