@@ -13,16 +13,15 @@ DAG_ID = "control_plane_probe"
 
 
 def _reset(store: ControlStore) -> None:
-    store._run("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
-    store._run("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
 
 
 def _log_rows(store: ControlStore, run_id: str) -> dict[str, list[dict]]:
-    rows = store._run(
+    rows = store.query(
         "SELECT task_id, try_number, status, operator, rows_in, rows_out, rows_rejected, "
         "started_at, ended_at, duration_seconds, error FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
         (DAG_ID, run_id),
-        fetch=True,
     )
     names = [
         "task_id",
@@ -177,12 +176,11 @@ def test_a_try_whose_start_was_never_logged_still_gets_its_duration(control_plan
     control_plane.log_finished(
         key, status="failed", started_at=started, ended_at=started + timedelta(seconds=2.5)
     )
-    rows = control_plane._run(
+    rows = control_plane.query(
         "SELECT status, duration_seconds FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
         (key.dag_id, key.run_id),
-        fetch=True,
     )
-    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
+    control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
     assert [(status, float(duration)) for status, duration in rows] == [("failed", 2.5)]
 
 
@@ -191,21 +189,19 @@ def test_forgetting_a_source_clears_every_table_that_remembers_it_and_nothing_el
 
     gone, kept = "forget_probe_gone", "forget_probe_kept"
     for source in (gone, kept):
-        control_plane._run(
+        control_plane.query(
             "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id)"
             " VALUES (%s, 't', now(), 'r')",
             (source,),
         )
-        control_plane._run(
+        control_plane.query(
             "INSERT INTO etl.source_schema (source, table_name, columns) VALUES (%s, 't', '[]')", (source,)
         )
     Ledger(control_plane).forget(gone)
 
     def remembered(source: str) -> int:
         return sum(
-            control_plane._run(f"SELECT count(*) FROM etl.{table} WHERE source = %s", (source,), fetch=True)[
-                0
-            ][0]
+            control_plane.query(f"SELECT count(*) FROM etl.{table} WHERE source = %s", (source,))[0][0]
             for table in SOURCE_TABLES
         )
 

@@ -68,15 +68,14 @@ def dag_id(control_plane) -> Iterator[str]:
             error=error,
         )
     yield dag
-    control_plane._run("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
-    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (dag,))
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
+    control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (dag,))
 
 
 def audit_row(store, dag: str, task: str) -> tuple:
-    rows = store._run(
+    rows = store.query(
         "SELECT enabled, reason, updated_by FROM etl.audit WHERE dag_id = %s AND task_id = %s",
         (dag, task),
-        fetch=True,
     )
     return rows[0]
 
