@@ -14,11 +14,11 @@ The pieces every drop operator shares live here, so the FTP and S3 operators can
   lines (a file is never held whole in memory);
 - :class:`SourceFileLedger` (owned by :mod:`include.etlkit.control.source_files`, re-exported
   here), the ``etl.source_file`` reads and writes;
-- :class:`FileDropRun`, one run's bookkeeping: land (create once under a content-addressed key,
-  record in ``etl.landed_object`` with ``mode="file"`` and in ``etl.source_file``, in one
-  transaction), skip, fail,
-  and at the end report the row counts and fail the task if any file failed, after every other
-  file has landed, so Airflow's retry has only the failures left to do.
+- :class:`FileDropRun`, one run's bookkeeping: land (through the landing path every extract shares,
+  :mod:`include.etlkit.extract.landing`: created once under a content-addressed key, recorded in
+  ``etl.landed_object`` with ``mode="file"`` and in ``etl.source_file`` in one transaction), skip,
+  fail, and at the end report the counts (files, not rows) and fail the task if any file failed,
+  after every other file has landed, so Airflow's retry has only the failures left to do.
 """
 
 from __future__ import annotations
@@ -32,17 +32,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.source_files import (
     FAILED,
     LANDED,
     SKIPPED_IN_PROGRESS,
     SourceFileLedger,
-    SourceFileRecord,
     Version,
 )
-from include.etlkit.storage import ImmutableStore
+from include.etlkit.extract.landing import Landing
 from include.etlkit.windows import ExtractWindow
 
 # Files whose landed row count is their line count (minus a header line for the delimited ones).
@@ -164,8 +162,16 @@ class FileDropRun:
         self.window = window
         self.log = log
         self.files = files or SourceFileLedger()
-        self.store = ImmutableStore(aws_conn_id)
-        self.ledger = Ledger(self.files.store)
+        self.landing = Landing(
+            source=source,
+            name=name,
+            bucket=bucket,
+            window=window,
+            run_id=run_id,
+            log=log,
+            aws_conn_id=aws_conn_id,
+            ledger=Ledger(self.files.store),
+        )
         self.summary: dict[str, list[Any]] = {
             LANDED: [],
             SKIPPED_IN_PROGRESS: [],
@@ -192,38 +198,23 @@ class FileDropRun:
     def land(
         self, remote: RemoteFile, download: Download, *, version_id: str | None = None
     ) -> dict[str, Any]:
-        """Create the object once, then record it: a retry after a crash finds the same key."""
+        """Land the file through the one landing path: its object, then its ledger and
+        ``etl.source_file`` rows in one transaction (a retry after a crash finds the same key)."""
         name = PurePosixPath(remote.name)
-        stored = self.store.create_file(
-            self.bucket,
-            f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}",
-            name.stem,
-            download.path,
-            name.suffix,
-            sha256=download.sha256,
-        )
         rows = count_rows(remote.name, download.lines)
-        self.ledger.record_landing(
-            source=self.source,
-            table_name=self.name,
-            window=self.window,
-            run_id=self.run_id,
-            stored=stored,
+        stored = self.landing.land(
+            download.path,
             rows=rows,
             mode="file",
             advance_state=False,
-            source_file=SourceFileRecord(
-                self.source, remote, LANDED, self.run_id, stored=stored, version_id=version_id
-            ),
+            suffix=name.suffix,
+            file_name=name.stem,
+            sha256=download.sha256,
+            remote=remote,
+            version_id=version_id,
+            detail=f"from {remote.path}, {download.size} bytes",
         )
-        self.log.info(
-            "%s %s -> %s (%d bytes, %d rows)",
-            "landed" if stored.created else "already in the bucket:",
-            remote.path,
-            stored.uri,
-            download.size,
-            rows,
-        )
+        assert stored is not None  # a file with a local copy is always stored
         landed = {
             "path": remote.path,
             "key": stored.key,
@@ -237,7 +228,9 @@ class FileDropRun:
     def finish(self, context: Any, seen: int, where: str, error: type[Exception]) -> dict[str, list[Any]]:
         """Report the try's counts and log the outcome; raise ``error`` naming every failed file."""
         summary = self.summary
-        report_rows(context, rows_in=seen, rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED]))
+        self.landing.report(
+            context, rows_in=seen, rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED])
+        )
         self.log.info(
             "%s/%s: %d landed, %d left in progress, %d already landed, %d failed",
             self.source,

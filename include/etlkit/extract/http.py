@@ -35,9 +35,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore
+from include.etlkit.extract.landing import Landing
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -400,39 +398,29 @@ class HttpApiExtractOperator(BaseOperator):
         with tempfile.TemporaryDirectory(prefix=f"land-{self.name}-") as tmp:
             landing = _Landing(Path(tmp) / f"{self.name}.ndjson")
             self._collect(landing)  # raises before anything lands if the listing is not whole
-            stored = None
-            if landing.rows:
-                stored = ImmutableStore(self.aws_conn_id).create_file(
-                    self.bucket,
-                    self._prefix(window),
-                    self.name,
-                    landing.path,
-                    ".ndjson",
-                    sha256=landing.digest.hexdigest(),
-                )
-                self.log.info(
-                    "%s %s (%d rows, %d pages)",
-                    "landed" if stored.created else "already landed",
-                    stored.uri,
-                    landing.rows,
-                    landing.pages,
-                )
-            else:
+            if not landing.rows:
                 self.log.info(
                     "no records for %s in %d page(s): nothing to land", window.describe(), landing.pages
                 )
-            Ledger().record_landing(
+            target = Landing(
                 source=self.source,
-                table_name=self.name,
+                name=self.name,
+                bucket=self.bucket,
                 window=window,
                 run_id=context["run_id"],
-                stored=stored,
+                log=self.log,
+                aws_conn_id=self.aws_conn_id,
+            )
+            stored = target.land(
+                landing.path if landing.rows else None,
                 rows=landing.rows,
                 mode="incremental",
-                row_versions=None,
                 advance_state=True,
+                suffix=".ndjson",
+                sha256=landing.digest.hexdigest(),
+                detail=f"{landing.pages} pages",
             )
-        report_rows(context, rows_in=landing.rows, rows_out=landing.rows)
+        target.report(context, rows_in=landing.rows, rows_out=landing.rows)
         return {
             "rows": landing.rows,
             "pages": landing.pages,
@@ -440,9 +428,6 @@ class HttpApiExtractOperator(BaseOperator):
             "window_start": window.lower.isoformat() if window.lower else None,
             "window_end": window.upper.isoformat(),
         }
-
-    def _prefix(self, window: ExtractWindow) -> str:
-        return f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}"
 
     def _collect(self, landing: _Landing) -> None:
         """Walk the listing, spooling records to ``landing.path`` in the server's order."""
