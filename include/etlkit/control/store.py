@@ -38,6 +38,7 @@ class AuditDecision:
 
     allowed: bool
     reason: str | None = None
+    registered: bool = False  # the row was missing and has just been added (enabled)
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,9 @@ class ControlStore:
     # -- etl.audit --------------------------------------------------------------------------------
 
     def decide(self, dag_id: str, task_id: str) -> AuditDecision:
+        """Whether the task may run, by its row alone (a missing row: not registered, not allowed)."""
         rows = self.query(
-            "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s",
-            (dag_id, task_id),
+            "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s", (dag_id, task_id)
         )
         if not rows:
             return AuditDecision(
@@ -116,7 +117,35 @@ class ControlStore:
                 f"etl.audit: {dag_id}.{task_id} is not registered "
                 "(register it with `python -m include.etlkit.control sync`)",
             )
-        enabled, reason = rows[0]
+        return self._decision(dag_id, task_id, *rows[0])
+
+    def admit(self, dag_id: str, task_id: str, *, registered_by: str) -> AuditDecision:
+        """The gate's question: may the task run now? A task with no row is registered and may.
+
+        A task deployed since the last ``control sync`` has no row: it is registered (enabled,
+        ``updated_by`` saying so) in the same transaction that reads the row, so two first runs
+        racing register it once, and a row someone disabled in the meantime is never overwritten.
+        """
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO etl.audit (dag_id, task_id, enabled, updated_by) VALUES (%s, %s, true, %s) "
+                "ON CONFLICT (dag_id, task_id) DO NOTHING RETURNING 1",
+                (dag_id, task_id, registered_by),
+            )
+            registered = cur.fetchone() is not None
+            cur.execute(
+                "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s", (dag_id, task_id)
+            )
+            enabled, reason = cur.fetchone()
+        decision = self._decision(dag_id, task_id, enabled, reason)
+        if registered:
+            return AuditDecision(
+                decision.allowed, f"etl.audit: {dag_id}.{task_id} registered at its first run", True
+            )
+        return decision
+
+    @staticmethod
+    def _decision(dag_id: str, task_id: str, enabled: bool, reason: str | None) -> AuditDecision:
         if not enabled:
             why = f": {reason}" if reason else ""
             return AuditDecision(False, f"etl.audit: {dag_id}.{task_id} is disabled{why}")
