@@ -14,7 +14,9 @@ Where it hooks in, through Airflow's public operator API only:
 - an ordinary task: its ``pre_execute`` method, which the task runner calls right before
   ``execute`` whenever it is not ``BaseOperator``'s own. The gate replaces it on the instance and
   then calls the class's ``pre_execute`` on the task being run, so an operator's own override
-  still runs;
+  still runs. (A ``pre_execute=`` hook passed to an ordinary operator's constructor runs just
+  before it: the runner calls that hook first. The project's DAGs pass none; a DAG that needs one
+  should use it for checks only, as Airflow's ``run_if`` does.);
 - a mapped task: the ``pre_execute`` argument of its ``partial(...)`` (``partial_kwargs``), the
   documented hook every expanded task instance is built with; a hook already there runs after it,
   as Airflow's own ``run_if`` / ``skip_if`` chain theirs.
