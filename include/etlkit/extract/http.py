@@ -9,9 +9,10 @@ Other 4xx are the caller's mistake and fail at once.
 A listing is only landed once it is known to be whole: every pagination strategy checks what the
 server promised (``total``, ``total_pages``, a ``next`` link) against what it delivered and raises
 :class:`PaginationError` otherwise, because a silently truncated extract is worse than a failed one.
-Records are spooled to a local file as they arrive (memory stays bounded by one page), then created
-once in S3 under a key derived from their SHA-256 (:mod:`include.etlkit.storage`), so a rerun of the
-same interval that receives the same records finds its object already there.
+Records are spooled to a local file as they arrive (memory stays bounded by one page), then landed
+through the path every extract shares (:mod:`include.etlkit.extract.landing`): created once in S3
+under a key derived from their SHA-256, so a rerun of the same interval that receives the same
+records finds its object already there.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 @dataclass
-class _Landing:
+class _Spool:
     path: Path
     rows: int = 0
     pages: int = 0
@@ -396,13 +397,13 @@ class HttpApiExtractOperator(BaseOperator):
             window.describe(),
         )
         with tempfile.TemporaryDirectory(prefix=f"land-{self.name}-") as tmp:
-            landing = _Landing(Path(tmp) / f"{self.name}.ndjson")
-            self._collect(landing)  # raises before anything lands if the listing is not whole
-            if not landing.rows:
+            spool = _Spool(Path(tmp) / f"{self.name}.ndjson")
+            self._collect(spool)  # raises before anything lands if the listing is not whole
+            if not spool.rows:
                 self.log.info(
-                    "no records for %s in %d page(s): nothing to land", window.describe(), landing.pages
+                    "no records for %s in %d page(s): nothing to land", window.describe(), spool.pages
                 )
-            target = Landing(
+            landing = Landing(
                 source=self.source,
                 name=self.name,
                 bucket=self.bucket,
@@ -411,26 +412,26 @@ class HttpApiExtractOperator(BaseOperator):
                 log=self.log,
                 aws_conn_id=self.aws_conn_id,
             )
-            stored = target.land(
-                landing.path if landing.rows else None,
-                rows=landing.rows,
+            stored = landing.land(
+                spool.path if spool.rows else None,
+                rows=spool.rows,
                 mode="incremental",
                 advance_state=True,
                 suffix=".ndjson",
-                sha256=landing.digest.hexdigest(),
-                detail=f"{landing.pages} pages",
+                sha256=spool.digest.hexdigest(),
+                detail=f"{spool.pages} pages",
             )
-        target.report(context, rows_in=landing.rows, rows_out=landing.rows)
+        landing.report(context, rows_in=spool.rows, rows_out=spool.rows)
         return {
-            "rows": landing.rows,
-            "pages": landing.pages,
+            "rows": spool.rows,
+            "pages": spool.pages,
             "key": stored.key if stored else None,
             "window_start": window.lower.isoformat() if window.lower else None,
             "window_end": window.upper.isoformat(),
         }
 
-    def _collect(self, landing: _Landing) -> None:
-        """Walk the listing, spooling records to ``landing.path`` in the server's order."""
+    def _collect(self, spool: _Spool) -> None:
+        """Walk the listing, spooling records to ``spool.path`` in the server's order."""
         hook = ApiHttpHook(method="GET", http_conn_id=self.http_conn_id)
         session = hook.get_conn()
         first_url = hook.url_from_endpoint(self.endpoint)
@@ -439,7 +440,7 @@ class HttpApiExtractOperator(BaseOperator):
         request: PageRequest | None = self.pagination.first(self.query_params)
         url = first_url
         try:
-            with landing.path.open("wb") as out:
+            with spool.path.open("wb") as out:
                 while request is not None:
                     if progress.pages >= self.max_pages:
                         raise PaginationError(f"more than {self.max_pages} pages: stopping (max_pages)")
@@ -464,14 +465,14 @@ class HttpApiExtractOperator(BaseOperator):
                             raise HttpApiError(f"page {request.number}: a record is not a JSON object")
                         line = ndjson_line(record)
                         out.write(line)
-                        landing.digest.update(line)
+                        spool.digest.update(line)
                     progress.pages += 1
                     progress.rows += len(records)
                     self.log.debug("page %d: %d records", request.number, len(records))
                     request = self.pagination.follow(request, body, len(records), progress)
         finally:
             session.close()
-        landing.rows, landing.pages = progress.rows, progress.pages
+        spool.rows, spool.pages = progress.rows, progress.pages
 
     # -- one request, with retries --------------------------------------------------------------------
 
