@@ -4,7 +4,7 @@
 --dedup``; default 100,000 known customers and 10,000 partner records). A figure, never a test.
 
 Needs no server: the population and the partner batch come from
-``include.etlkit.dedup.labelled.labelled_set`` (deterministic for a seed), so the run also reports
+``tests.support.labelled.labelled_set`` (deterministic for a seed), so the run also reports
 precision, recall and review share against the truth. The clock covers, separately, indexing the
 known customers (normalising and blocking, ``CustomerMatcher(existing)``) and matching the batch
 (``matcher.match``, within-batch de-duplication included); generating the data is not timed.
@@ -33,7 +33,7 @@ def bench_dedup(existing: int = DEFAULT_EXISTING, candidates: int = DEFAULT_CAND
     import rapidfuzz
 
     from include.etlkit.dedup import CustomerMatcher
-    from include.etlkit.dedup.labelled import evaluate, labelled_set
+    from tests.support.labelled import evaluate, labelled_set
 
     started = time.perf_counter()
     labelled = labelled_set(existing, candidates, seed=seed)

@@ -2,7 +2,9 @@
 
 ``task_policy`` installs the ``etl.audit`` gate on every task of every DAG as Airflow parses it, so a
 task checks whether it may run when it runs, whichever operator it is and whichever DAG it is in.
-The check itself does no I/O here: it happens in the worker, right before ``execute``.
+The check itself does no I/O here: it happens in the worker, right before ``execute``. It hooks in
+through the operator's public ``pre_execute`` (the method of an ordinary task, the ``partial``
+argument of a mapped one); :mod:`include.etlkit.control.gate` says why not elsewhere.
 """
 
 from __future__ import annotations

@@ -80,9 +80,7 @@ def _reset_if_s3_forgot(source: str) -> None:
     from include.etlkit.control.store import ControlStore
 
     store = ControlStore()
-    landed = store._run("SELECT count(*) FROM etl.landed_object WHERE source = %s", (source,), fetch=True)[0][
-        0
-    ]
+    landed = Ledger(store).landed_count(source)
     bucket = Variable.get("ingestion_bucket")
     if not landed or S3Hook(aws_conn_id="aws_default").list_keys(bucket_name=bucket, prefix=f"{source}/"):
         return
@@ -150,13 +148,7 @@ def _run_dag(dag_id: str) -> None:
 def _failed_tasks(dag_id: str) -> list[str]:
     from include.etlkit.control.store import ControlStore
 
-    rows = ControlStore()._run(
-        "SELECT DISTINCT ON (task_id) task_id, status FROM etl.task_log WHERE dag_id = %s "
-        "AND run_id = (SELECT run_id FROM etl.task_log WHERE dag_id = %s ORDER BY started_at DESC LIMIT 1) "
-        "ORDER BY task_id, try_number DESC",
-        (dag_id, dag_id),
-        fetch=True,
-    )
+    rows = ControlStore().latest_try_statuses(dag_id)
     return [task for task, status in rows if status in ("failed", "up_for_retry")]
 
 
@@ -202,15 +194,9 @@ def _bucket_counts() -> None:
 
 
 def _retail_summary() -> None:
+    from include.etlkit.control.file_status import FileStatusStore
 
-    from include.etlkit.control.store import ControlStore
-
-    rows = ControlStore()._run(
-        "SELECT dataset, status, count(*), sum(rows_read), sum(rows_loaded), sum(rows_rejected), "
-        "string_agg(DISTINCT reason, '; ') FROM etl.file_status WHERE source = 'retail' "
-        "GROUP BY 1, 2 ORDER BY 1, 2",
-        fetch=True,
-    )
+    rows = FileStatusStore().summary("retail")
     print("  etl.file_status (per feed and status: files, rows read = loaded + rejected)")
     for dataset, status, files, read, loaded, rejected, reasons in rows:
         line = f"    {dataset:<18} {status:<22} {files:>3} files  read={read} loaded={loaded}"
@@ -236,11 +222,7 @@ def _warehouse_query(query: str) -> list[tuple]:
 def _task_log_summary() -> None:
     from include.etlkit.control.store import ControlStore
 
-    rows = ControlStore()._run(
-        "SELECT dag_id, status, count(*), sum(rows_in), sum(rows_out), sum(rows_rejected) "
-        "FROM etl.task_log GROUP BY 1, 2 ORDER BY 1, 2",
-        fetch=True,
-    )
+    rows = ControlStore().log_summary()
     for dag_id, status, tries, rows_in, rows_out, rejected in rows:
         counts = f"in={rows_in} out={rows_out} rejected={rejected}"
         print(f"  {dag_id:<22} {status:<10} {tries:>4} tries  {counts}")

@@ -16,6 +16,7 @@ gives a byte-identical ``plugins.zip`` and MWAA sees no new plugins version.
 from __future__ import annotations
 
 import argparse
+import ast
 import shutil
 import sys
 import zipfile
@@ -61,6 +62,28 @@ def _zip(files: list[tuple[Path, str]], archive: Path) -> None:
             bundle.writestr(info, path.read_bytes())
 
 
+# Top-level packages that exist only in the repository: code importing them is test or tooling code
+# (the labelled dedup set imports ``infra.local``), which MWAA would fail to import.
+REPOSITORY_ONLY = frozenset({"tests", "infra", "bench", "pytest"})
+
+
+def repository_only_imports(folder: Path) -> list[str]:
+    """``file: module`` for every Python file under ``folder`` importing a repository-only package."""
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            found += [
+                f"{path.relative_to(folder)}: {m}" for m in modules if m.split(".")[0] in REPOSITORY_ONLY
+            ]
+    return found
+
+
 def _requirements() -> str:
     lines = (ROOT / "requirements.txt").read_text().splitlines()
     if not lines or not lines[0].startswith("--constraint"):
@@ -78,6 +101,11 @@ def build(out: Path) -> Path:
         shutil.copy2(dag_file, dags / dag_file.name)
     _copy_tree(ROOT / "include", dags / "include")
     _copy_tree(ROOT / "sql", dags / "sql")
+    test_only = repository_only_imports(dags)
+    if test_only:
+        raise SystemExit(
+            "test or tooling code would be deployed (move it under tests/): " + "; ".join(test_only)
+        )
     shutil.copy2(ROOT / "infra" / "mwaa" / CONSTRAINTS, dags / CONSTRAINTS)
     (dags / ".airflowignore").write_text(AIRFLOWIGNORE)
     plugins = [(path, path.name) for path in sorted((ROOT / "plugins").glob("*.py"))]

@@ -28,8 +28,8 @@ def bucket_digests() -> dict[str, str]:
 def landed_versions(source: str = "totesys") -> set[tuple]:
     from include.etlkit.control.store import ControlStore
 
-    rows = ControlStore()._run(
-        "SELECT table_name, row_key, row_hash FROM etl.row_version WHERE source = %s", (source,), fetch=True
+    rows = ControlStore().query(
+        "SELECT table_name, row_key, row_hash FROM etl.row_version WHERE source = %s", (source,)
     )
     return set(rows)
 

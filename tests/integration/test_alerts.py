@@ -144,15 +144,14 @@ def probe(airflow_db, control_plane, monkeypatch):
 
 
 def _reset(store: ControlStore) -> None:
-    store._run("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
-    store._run("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
 
 
 def _task_log(store: ControlStore, run_id: str) -> dict[str, tuple[int, str, str | None]]:
-    rows = store._run(
+    rows = store.query(
         "SELECT task_id, try_number, status, error FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
         (DAG_ID, run_id),
-        fetch=True,
     )
     return {task_id: (try_number, status, error) for task_id, try_number, status, error in rows}
 

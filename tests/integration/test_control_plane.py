@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from include.etlkit.control.gate import REGISTERED_BY
 from include.etlkit.control.store import ControlStore
 from tests.conftest import FIXTURE_DAGS, load_dag
 
@@ -13,16 +14,15 @@ DAG_ID = "control_plane_probe"
 
 
 def _reset(store: ControlStore) -> None:
-    store._run("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
-    store._run("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.audit WHERE dag_id = %s", (DAG_ID,))
+    store.query("DELETE FROM etl.task_log WHERE dag_id = %s", (DAG_ID,))
 
 
 def _log_rows(store: ControlStore, run_id: str) -> dict[str, list[dict]]:
-    rows = store._run(
+    rows = store.query(
         "SELECT task_id, try_number, status, operator, rows_in, rows_out, rows_rejected, "
         "started_at, ended_at, duration_seconds, error FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
         (DAG_ID, run_id),
-        fetch=True,
     )
     names = [
         "task_id",
@@ -44,6 +44,14 @@ def _log_rows(store: ControlStore, run_id: str) -> dict[str, list[dict]]:
     return by_task
 
 
+def _states(run) -> dict[str, str]:
+    """Each task's state; a mapped task's when all its map indexes agree."""
+    by_task: dict[str, set[str]] = {}
+    for ti in run.get_task_instances():
+        by_task.setdefault(ti.task_id, set()).add(ti.state)
+    return {task: "|".join(sorted(states)) for task, states in by_task.items()}
+
+
 @pytest.fixture
 def probe(airflow_db, control_plane):
     _reset(control_plane)
@@ -57,15 +65,16 @@ def test_every_task_try_writes_one_log_row_with_status_rows_and_error(probe, con
 
     run = probe.test()
 
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    states = _states(run)
     assert states == {
         "count_rows": "success",
         "sql_probe": "success",
         "always_fails": "failed",
         "disabled_step": "skipped",
+        "mapped_sql": "success",
     }
     rows = _log_rows(control_plane, run.run_id)
-    assert {task: len(tries) for task, tries in rows.items()} == dict.fromkeys(states, 1)
+    assert {task: len(tries) for task, tries in rows.items()} == {**dict.fromkeys(states, 1), "mapped_sql": 2}
 
     counted = rows["count_rows"][0]
     assert counted["status"] == "success"
@@ -86,18 +95,48 @@ def test_every_task_try_writes_one_log_row_with_status_rows_and_error(probe, con
     assert "disabled" in skipped["error"] and "switched off by the test" in skipped["error"]
 
 
-def test_an_unregistered_task_is_skipped_and_its_log_row_says_why(probe, control_plane):
-    registered = [t for t in probe.task_ids if t != "count_rows"]
+def test_a_task_without_an_audit_row_is_registered_by_its_first_run_and_runs(probe, control_plane):
+    # Deployed since the last `control sync`: no row yet. It must not be skipped until the next sync.
+    registered = [t for t in probe.task_ids if t not in ("count_rows", "mapped_sql")]
     control_plane.register([(DAG_ID, t) for t in registered])
 
     run = probe.test()
 
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states["count_rows"] == "skipped"
-    row = _log_rows(control_plane, run.run_id)["count_rows"][0]
-    assert row["status"] == "skipped"
-    assert "not registered" in row["error"]
-    assert row["rows_in"] is None  # the task did no work
+    states = _states(run)
+    assert states["count_rows"] == "success" and states["mapped_sql"] == "success"
+    assert _log_rows(control_plane, run.run_id)["count_rows"][0]["rows_in"] == 10  # it did its work
+    audit = {row[1]: row for row in control_plane.audit_rows(DAG_ID)}
+    for task in ("count_rows", "mapped_sql"):  # registered once, though mapped_sql ran twice
+        _, _, enabled, _, _, updated_by = audit[task]
+        assert enabled is True and updated_by == REGISTERED_BY
+
+
+def test_a_disabled_row_still_skips_and_the_first_run_never_overwrites_it(probe, control_plane):
+    control_plane.register([(DAG_ID, t) for t in probe.task_ids])
+    control_plane.set_enabled(DAG_ID, "mapped_sql", False, reason="mapped switched off")
+
+    run = probe.test()
+
+    assert _states(run)["mapped_sql"] == "skipped"
+    mapped = _log_rows(control_plane, run.run_id)["mapped_sql"]
+    assert len(mapped) == 2  # both map indexes asked the gate, both skipped with the reason
+    assert all(r["status"] == "skipped" and "mapped switched off" in r["error"] for r in mapped)
+    assert control_plane.decide(DAG_ID, "mapped_sql").allowed is False
+
+
+def test_admit_registers_a_missing_row_once_and_keeps_existing_switches(control_plane):
+    _reset(control_plane)
+    try:
+        first = control_plane.admit(DAG_ID, "new_task", registered_by=REGISTERED_BY)
+        again = control_plane.admit(DAG_ID, "new_task", registered_by=REGISTERED_BY)
+        assert (first.allowed, first.registered) == (True, True)
+        assert (again.allowed, again.registered) == (True, False)
+        control_plane.set_enabled(DAG_ID, "new_task", False, reason="paused")
+        paused = control_plane.admit(DAG_ID, "new_task", registered_by=REGISTERED_BY)
+        assert (paused.allowed, paused.registered) == (False, False) and "paused" in paused.reason
+        assert [r[1] for r in control_plane.audit_rows(DAG_ID)] == ["new_task"]
+    finally:
+        _reset(control_plane)
 
 
 def test_tasks_fail_rather_than_run_ungated_when_the_control_database_is_unreachable(
@@ -109,7 +148,7 @@ def test_tasks_fail_rather_than_run_ungated_when_the_control_database_is_unreach
 
     run = probe.test()
 
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    states = _states(run)
     assert states["count_rows"] == "failed"
     assert states["disabled_step"] == "failed"  # it would raise AssertionError had it run ungated
 
@@ -177,12 +216,11 @@ def test_a_try_whose_start_was_never_logged_still_gets_its_duration(control_plan
     control_plane.log_finished(
         key, status="failed", started_at=started, ended_at=started + timedelta(seconds=2.5)
     )
-    rows = control_plane._run(
+    rows = control_plane.query(
         "SELECT status, duration_seconds FROM etl.task_log WHERE dag_id = %s AND run_id = %s",
         (key.dag_id, key.run_id),
-        fetch=True,
     )
-    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
+    control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (key.dag_id,))
     assert [(status, float(duration)) for status, duration in rows] == [("failed", 2.5)]
 
 
@@ -191,21 +229,19 @@ def test_forgetting_a_source_clears_every_table_that_remembers_it_and_nothing_el
 
     gone, kept = "forget_probe_gone", "forget_probe_kept"
     for source in (gone, kept):
-        control_plane._run(
+        control_plane.query(
             "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id)"
             " VALUES (%s, 't', now(), 'r')",
             (source,),
         )
-        control_plane._run(
+        control_plane.query(
             "INSERT INTO etl.source_schema (source, table_name, columns) VALUES (%s, 't', '[]')", (source,)
         )
     Ledger(control_plane).forget(gone)
 
     def remembered(source: str) -> int:
         return sum(
-            control_plane._run(f"SELECT count(*) FROM etl.{table} WHERE source = %s", (source,), fetch=True)[
-                0
-            ][0]
+            control_plane.query(f"SELECT count(*) FROM etl.{table} WHERE source = %s", (source,))[0][0]
             for table in SOURCE_TABLES
         )
 

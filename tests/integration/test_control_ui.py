@@ -68,15 +68,14 @@ def dag_id(control_plane) -> Iterator[str]:
             error=error,
         )
     yield dag
-    control_plane._run("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
-    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (dag,))
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
+    control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (dag,))
 
 
 def audit_row(store, dag: str, task: str) -> tuple:
-    rows = store._run(
+    rows = store.query(
         "SELECT enabled, reason, updated_by FROM etl.audit WHERE dag_id = %s AND task_id = %s",
         (dag, task),
-        fetch=True,
     )
     return rows[0]
 
@@ -190,6 +189,45 @@ def test_switching_an_unregistered_task_or_an_unknown_action_is_not_found(client
     login(client, airflow_api[1])
     assert client.post(f"/etl-control/audit/{dag_id}/no_such_task/disable").status_code == 404
     assert client.post(f"/etl-control/audit/{dag_id}/load/delete").status_code == 404
+
+
+@pytest.fixture
+def deployed_probe(airflow_db, control_plane) -> Iterator[str]:
+    """The control-plane probe DAG as Airflow's DAG processor records it in the metadata database."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
+
+    from tests.conftest import FIXTURE_DAGS
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = BundleDagBag(dag_folder=str(FIXTURE_DAGS), bundle_path=FIXTURE_DAGS, bundle_name="test-fixtures")
+    sync_bag_to_db(bag, "test-fixtures", None)
+    dag = "control_plane_probe"
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
+    yield dag
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (dag,))
+
+
+def test_the_page_lists_deployed_tasks_that_have_no_audit_row(
+    client, airflow_api, deployed_probe, control_plane
+):
+    control_plane.register([(deployed_probe, "count_rows"), (deployed_probe, "sql_probe")])
+    login(client, airflow_api[1], role="viewer")
+
+    missing = client.get("/etl-control/api/unregistered", params={"dag": deployed_probe}).json()
+    html = client.get(PAGE, params={"dag": deployed_probe}).text
+
+    expected = ["always_fails", "disabled_step", "mapped_sql"]
+    assert [(r["dag_id"], r["task_id"]) for r in missing] == [(deployed_probe, t) for t in expected]
+    for task in expected:
+        assert f'data-unregistered-dag-id="{deployed_probe}" data-task-id="{task}"' in html
+    for task in ("count_rows", "sql_probe"):  # registered: listed with a switch, not as missing
+        assert f'data-unregistered-dag-id="{deployed_probe}" data-task-id="{task}"' not in html
+        assert f'data-dag-id="{deployed_probe}" data-task-id="{task}"' in html
+
+    control_plane.register([(deployed_probe, t) for t in expected])
+    assert client.get("/etl-control/api/unregistered", params={"dag": deployed_probe}).json() == []
+    assert 'id="unregistered"' not in client.get(PAGE, params={"dag": deployed_probe}).text
 
 
 # Run as an MWAA API server would: the plugins folder on the path, the framework only in the dags folder.

@@ -103,11 +103,10 @@ def keys(s3, bucket: str, source: str) -> set[str]:
 
 
 def source_files(store, source: str) -> list[tuple]:
-    return store._run(
+    return store.query(
         "SELECT remote_path, size, status, landed_key, sha256, reason FROM etl.source_file "
         "WHERE source = %s ORDER BY remote_path, first_seen_at",
         (source,),
-        fetch=True,
     )
 
 
@@ -142,11 +141,10 @@ def test_lands_matching_files_once_with_exact_bytes(extract, drop, source_name, 
         (f"/{drop.name}/sales_2.csv", len(two), "landed", expected_key(source_name, "sales_2.csv", two),
          hashlib.sha256(two).hexdigest(), None),
     ]  # fmt: skip
-    ledger = control._run(
+    ledger = control.query(
         "SELECT key, table_name, mode, rows, window_start, window_end FROM etl.landed_object "
         "WHERE source = %s ORDER BY key",
         (source_name,),
-        fetch=True,
     )
     assert ledger == [
         (expected_key(source_name, "sales_1.csv", one), FEED, "file", 2, None, datetime(2024, 11, 15, 10)),

@@ -134,11 +134,10 @@ def landed_records(s3, bucket: str, key: str) -> tuple[bytes, list[dict[str, Any
 
 
 def landed_objects(store, source_name: str) -> list[tuple]:
-    return store._run(
+    return store.query(
         "SELECT key, table_name, mode, rows, window_start, window_end FROM etl.landed_object "
         "WHERE source = %s ORDER BY landed_at, key",
         (source_name,),
-        fetch=True,
     )
 
 

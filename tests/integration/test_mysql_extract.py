@@ -201,11 +201,10 @@ def extract(source, source_name, bucket):
 
 
 def landed_objects(store, source_name: str) -> list[tuple]:
-    return store._run(
+    return store.query(
         "SELECT key, mode, rows, window_start, window_end FROM etl.landed_object "
         "WHERE source = %s ORDER BY landed_at, key",
         (source_name,),
-        fetch=True,
     )
 
 
@@ -358,18 +357,16 @@ def test_added_dropped_and_retyped_columns_are_detected_recorded_and_landed(
     landed = read_parquet(s3, bucket, changed["key"])
     assert "city" not in landed.column_names and "loyalty_tier" in landed.column_names
     assert [(r["customer_id"], r["loyalty_tier"]) for r in landed.to_pylist()] == [(1, "gold"), (2, "")]
-    recorded = control._run(
+    recorded = control.query(
         "SELECT change_kind, column_name, old_type, new_type, run_id FROM etl.schema_change "
         "WHERE source = %s AND table_name = 'customer' ORDER BY change_id",
         (source_name,),
-        fetch=True,
     )
     run_id = f"scheduled__{(FIRST_INTERVAL + HALF_HOUR).isoformat()}"
     assert recorded == [(c["kind"], c["column"], c["old_type"], c["new_type"], run_id) for c in expected]
-    schema = control._run(
+    schema = control.query(
         "SELECT columns FROM etl.source_schema WHERE source = %s AND table_name = 'customer'",
         (source_name,),
-        fetch=True,
     )[0][0]
     assert [c["name"] for c in schema] == landed.column_names
 
@@ -385,7 +382,7 @@ def test_a_source_that_is_down_fails_with_a_clear_error(source_name, bucket, con
         run_extract(0, table="customer", source_name=source_name, bucket=bucket, conn_id="retail_down")
 
     assert landed_objects(control, source_name) == []
-    assert control._run("SELECT 1 FROM etl.extract_state WHERE source = %s", (source_name,), fetch=True) == []
+    assert control.query("SELECT 1 FROM etl.extract_state WHERE source = %s", (source_name,)) == []
 
 
 def test_a_large_table_streams_in_fetchmany_chunks(extract, s3, bucket, source, tmp_path):

@@ -181,11 +181,10 @@ def extract(source, source_name, bucket):
 
 
 def landed_objects(store, source_name: str) -> list[tuple]:
-    return store._run(
+    return store.query(
         "SELECT key, mode, rows, window_start, window_end FROM etl.landed_object "
         "WHERE source = %s ORDER BY landed_at, key",
         (source_name,),
-        fetch=True,
     )
 
 
@@ -297,11 +296,10 @@ def test_row_version_holds_one_row_per_key_with_the_hash_of_its_latest_version(
     )
     update = extract(2)
 
-    versions = control_plane._run(
+    versions = control_plane.query(
         "SELECT row_key, row_hash, last_updated, landed_key FROM etl.row_version "
         "WHERE source = %s AND table_name = %s ORDER BY row_key",
         (source_name, TABLE),
-        fetch=True,
     )
 
     assert [row[0] for row in versions] == ["1", "2", "3"]
@@ -318,10 +316,7 @@ def test_table_without_its_cursor_column_raises_a_clear_lookup_error(
         extract(0, {"name": "no_cursor", "key": "id"})
 
     assert landed_objects(control_plane, source_name) == []
-    assert (
-        control_plane._run("SELECT 1 FROM etl.extract_state WHERE source = %s", (source_name,), fetch=True)
-        == []
-    )
+    assert control_plane.query("SELECT 1 FROM etl.extract_state WHERE source = %s", (source_name,)) == []
 
 
 def test_text_values_that_look_like_null_markers_are_landed_verbatim(extract, s3, bucket, source):

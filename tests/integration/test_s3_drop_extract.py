@@ -84,11 +84,10 @@ def expected_key(source: str, name: str, data: bytes) -> str:
 
 
 def source_files(store, source: str) -> list[tuple]:
-    return store._run(
+    return store.query(
         "SELECT remote_path, size, status, landed_key, sha256, etag, version_id, reason FROM etl.source_file "
         "WHERE source = %s ORDER BY remote_path, first_seen_at",
         (source,),
-        fetch=True,
     )
 
 
@@ -160,10 +159,9 @@ def test_every_format_lands_once_with_its_bytes_and_the_drop_is_untouched(
             hashlib.sha256(data).hexdigest(),
         )
         assert etag == before[f"{drop}{name}"][0].strip('"') and version_id is None and reason is None
-    ledger = control_plane._run(
+    ledger = control_plane.query(
         "SELECT key, table_name, mode, rows FROM etl.landed_object WHERE source = %s",
         (source_name,),
-        fetch=True,
     )
     assert sorted(ledger) == sorted(
         [(expected_key(source_name, n, data), FEED, "file", rows) for n, (data, rows) in FILES.items()]
@@ -374,12 +372,12 @@ PROBE = "s3_drop_probe"
 
 @pytest.fixture
 def probe(airflow_db, control_plane):
-    control_plane._run("DELETE FROM etl.audit WHERE dag_id = %s", (PROBE,))
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (PROBE,))
     dag = load_dag(PROBE, FIXTURE_DAGS)
     control_plane.register([(PROBE, t) for t in dag.task_ids])
     yield dag
-    control_plane._run("DELETE FROM etl.audit WHERE dag_id = %s", (PROBE,))
-    control_plane._run("DELETE FROM etl.task_log WHERE dag_id = %s", (PROBE,))
+    control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (PROBE,))
+    control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (PROBE,))
 
 
 def test_the_sensor_defers_while_only_landed_files_are_there_and_ends_when_a_file_is_dropped(

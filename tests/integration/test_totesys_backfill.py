@@ -112,16 +112,14 @@ def test_assets_chain_the_dags_and_a_backfill_leaves_the_warehouse_exactly_as_be
     assert [state for _, state in backfill] == ["success"] * 4, f"{backfill}\n{standalone.tail()}"
     from include.etlkit.control.store import ControlStore
 
-    relanded = ControlStore()._run(
+    relanded = ControlStore().query(
         "SELECT count(*) FROM etl.landed_object WHERE source = 'totesys' AND run_id LIKE 'backfill%%'",
-        fetch=True,
     )[0][0]
     assert relanded > 0, "the backfill re-landed nothing: its windows hold rows of the snapshot"
-    pending = ControlStore()._run(
+    pending = ControlStore().query(
         "SELECT (SELECT count(*) FROM etl.landed_object "
         "        WHERE source = 'totesys' AND transformed_at IS NULL), "
         "       (SELECT count(*) FROM etl.processed_object WHERE source = 'totesys' AND loaded_at IS NULL)",
-        fetch=True,
     )[0]
     assert pending == (0, 0), "the Assets did not carry the re-landed windows through transform and load"
 

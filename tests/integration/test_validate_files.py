@@ -75,7 +75,7 @@ def processed_bucket(s3) -> str:
 def source(source_name, control_plane):
     """The test's source, with its file_status rows removed afterwards (the ledger's are by source_name)."""
     yield source_name
-    control_plane._run("DELETE FROM etl.file_status WHERE source = %s", (source_name,))
+    control_plane.query("DELETE FROM etl.file_status WHERE source = %s", (source_name,))
 
 
 def land(bucket: str, source: str, name: str, data: bytes, table_name: str = FEED) -> str:
@@ -128,11 +128,10 @@ def parquet(s3, bucket: str, key: str):
 
 
 def status_rows(control, source: str) -> dict[str, tuple]:
-    rows = control._run(
+    rows = control.query(
         "SELECT key, status, rows_read, rows_loaded, rows_rejected, processed_key, quarantine_key, "
         "error_key, reason, received_at IS NOT NULL FROM etl.file_status WHERE source = %s",
         (source,),
-        fetch=True,
     )
     return {row[0]: row[1:] for row in rows}
 

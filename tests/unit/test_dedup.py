@@ -30,7 +30,7 @@ from include.etlkit.dedup import (
     normalise_phone,
     normalise_postcode,
 )
-from include.etlkit.dedup.labelled import POSITIVE_KINDS, evaluate, labelled_set
+from tests.support.labelled import POSITIVE_KINDS, evaluate, labelled_set
 
 # -- normal forms -------------------------------------------------------------------------------------
 

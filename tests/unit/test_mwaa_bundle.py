@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.mwaa.package import CONSTRAINTS, MWAA_DAGS, build
+from infra.mwaa.package import CONSTRAINTS, MWAA_DAGS, build, repository_only_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +115,24 @@ def test_an_unchanged_project_packages_to_an_identical_plugins_zip(tmp_path):
     first = build(tmp_path / "a") / "plugins.zip"
     second = build(tmp_path / "b") / "plugins.zip"
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_no_test_only_code_is_bundled(worker):
+    dags = worker / "dags"
+    assert repository_only_imports(dags) == []
+    assert not (dags / "include" / "etlkit" / "dedup" / "labelled.py").exists()
+    assert not list(dags.rglob("test_*.py")) and not (dags / "tests").exists()
+    assert repository_only_imports(worker / "plugins") == []
+
+
+def test_the_check_finds_framework_code_that_imports_test_or_tooling_code(tmp_path):
+    # The labelled dedup set, back under include/, would make MWAA fail to import it: build() refuses
+    # a bundle for which this check finds anything.
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "labelled.py").write_text(
+        "import pandas\nfrom infra.local import seed_retail\nimport tests.support.labelled\n"
+    )
+    assert repository_only_imports(tmp_path) == [
+        "include/labelled.py: infra.local",
+        "include/labelled.py: tests.support.labelled",
+    ]

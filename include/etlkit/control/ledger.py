@@ -15,6 +15,7 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from include.etlkit.control.source_files import SourceFileRecord, write_source_file
 from include.etlkit.control.store import ControlStore
 from include.etlkit.storage import StoredObject
 from include.etlkit.windows import ExtractWindow
@@ -48,10 +49,9 @@ class Ledger:
     # -- extract ----------------------------------------------------------------------------------
 
     def landed_until(self, source: str, table_name: str) -> datetime | None:
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT landed_until FROM etl.extract_state WHERE source = %s AND table_name = %s",
             (source, table_name),
-            fetch=True,
         )
         return rows[0][0] if rows else None
 
@@ -67,10 +67,13 @@ class Ledger:
         mode: str | None = None,
         row_versions: Iterable[pa.RecordBatch] | None = None,
         advance_state: bool = True,
+        source_file: SourceFileRecord | None = None,
     ) -> None:
         """Record a landed object (if any rows), its row versions, and move the table's state.
 
         ``row_versions``: batches with columns ``row_key``, ``row_hash``, ``last_updated``.
+        ``source_file``: the remote file version the object came from (file drops), recorded in
+        ``etl.source_file`` in the same transaction, so no landed file is left without its sender.
         """
         with self.store.transaction() as cur:
             if stored is not None:
@@ -101,6 +104,8 @@ class Ledger:
                     "last_run_id = EXCLUDED.last_run_id, updated_at = now()",
                     (source, table_name, window.upper, run_id),
                 )
+            if source_file is not None:
+                write_source_file(cur, source_file)
 
     @staticmethod
     def _upsert_row_versions(
@@ -141,31 +146,32 @@ class Ledger:
         )
 
     def row_hashes(self, source: str, table_name: str) -> dict[str, str]:
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT row_key, row_hash FROM etl.row_version WHERE source = %s AND table_name = %s",
             (source, table_name),
-            fetch=True,
         )
         return dict(rows or [])
+
+    def landed_count(self, source: str) -> int:
+        """How many objects the source ever landed (the demo checks them against the bucket)."""
+        return self.store.query("SELECT count(*) FROM etl.landed_object WHERE source = %s", (source,))[0][0]
 
     # -- transform --------------------------------------------------------------------------------
 
     def pending_landed(self, source: str) -> list[LedgerObject]:
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT bucket, key, table_name, rows FROM etl.landed_object "
             "WHERE source = %s AND transformed_at IS NULL ORDER BY landed_at, key",
             (source,),
-            fetch=True,
         )
         return [LedgerObject(*row) for row in rows or []]
 
     def landed(self, source: str, table_names: Sequence[str]) -> list[LedgerObject]:
         """Every object ever landed for these tables, oldest first (to rebuild current state)."""
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT bucket, key, table_name, rows FROM etl.landed_object "
             "WHERE source = %s AND table_name = ANY(%s) ORDER BY landed_at, key",
             (source, list(table_names)),
-            fetch=True,
         )
         return [LedgerObject(*row) for row in rows or []]
 
@@ -195,16 +201,15 @@ class Ledger:
     # -- load -------------------------------------------------------------------------------------
 
     def pending_processed(self, source: str) -> list[LedgerObject]:
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT bucket, key, table_name, rows FROM etl.processed_object "
             "WHERE source = %s AND loaded_at IS NULL ORDER BY created_at, key",
             (source,),
-            fetch=True,
         )
         return [LedgerObject(*row) for row in rows or []]
 
     def mark_loaded(self, objects: Sequence[LedgerObject], run_id: str) -> None:
-        self.store._run(
+        self.store.query(
             "UPDATE etl.processed_object SET loaded_at = now(), load_run_id = %s "
             "WHERE bucket = ANY(%s) AND key = ANY(%s) AND loaded_at IS NULL",
             (run_id, [o.bucket for o in objects], [o.key for o in objects]),

@@ -1,7 +1,18 @@
-"""The control tables ``etl.audit`` and ``etl.task_log``, behind one class.
+"""The control database's connection, and the control tables ``etl.audit`` and ``etl.task_log``.
 
-Every reader and writer of the control plane (the audit gate, the task-log listener, the CLI and the
-UI) goes through :class:`ControlStore`, so the SQL for each table exists once.
+:class:`ControlStore` owns the ``etl_control`` connection: its transactions, the DDL of every
+control table (``sql/postgres/control/*.sql``) and the SQL of ``etl.audit`` and ``etl.task_log``
+(the audit gate, the task-log listener, the CLI and the UI go through it). The other control tables
+each have one module in this package that owns their SQL, built on :meth:`ControlStore.query` and
+:meth:`ControlStore.transaction`:
+
+- :mod:`.ledger`: ``etl.extract_state``, ``landed_object``, ``processed_object``, ``row_version``;
+- :mod:`.source_files`: ``etl.source_file``;
+- :mod:`.file_status`: ``etl.file_status``;
+- :mod:`.schema_changes`: ``etl.source_schema`` and ``etl.schema_change``;
+
+No module outside this package writes SQL naming an ``etl.*`` table
+(``tests/unit/test_control_ownership.py`` holds that).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ class AuditDecision:
 
     allowed: bool
     reason: str | None = None
+    registered: bool = False  # the row was missing and has just been added (enabled)
 
 
 @dataclass(frozen=True)
@@ -72,10 +84,15 @@ class ControlStore:
         finally:
             conn.close()
 
-    def _run(self, sql: str, parameters: Sequence[Any] | None = None, *, fetch: bool = False):
+    def query(self, sql: str, parameters: Sequence[Any] | None = None) -> list[tuple]:
+        """Run one statement in its own transaction and return its rows (empty when it has none).
+
+        The control package's primitive: each control table's module writes its SQL on top of it.
+        Tests use it to inspect what the control plane recorded.
+        """
         with self.transaction() as cur:
             cur.execute(sql, parameters)
-            return cur.fetchall() if fetch else None
+            return cur.fetchall() if cur.description is not None else []
 
     # -- schema -----------------------------------------------------------------------------------
 
@@ -90,10 +107,9 @@ class ControlStore:
     # -- etl.audit --------------------------------------------------------------------------------
 
     def decide(self, dag_id: str, task_id: str) -> AuditDecision:
-        rows = self._run(
-            "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s",
-            (dag_id, task_id),
-            fetch=True,
+        """Whether the task may run, by its row alone (a missing row: not registered, not allowed)."""
+        rows = self.query(
+            "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s", (dag_id, task_id)
         )
         if not rows:
             return AuditDecision(
@@ -101,7 +117,35 @@ class ControlStore:
                 f"etl.audit: {dag_id}.{task_id} is not registered "
                 "(register it with `python -m include.etlkit.control sync`)",
             )
-        enabled, reason = rows[0]
+        return self._decision(dag_id, task_id, *rows[0])
+
+    def admit(self, dag_id: str, task_id: str, *, registered_by: str) -> AuditDecision:
+        """The gate's question: may the task run now? A task with no row is registered and may.
+
+        A task deployed since the last ``control sync`` has no row: it is registered (enabled,
+        ``updated_by`` saying so) in the same transaction that reads the row, so two first runs
+        racing register it once, and a row someone disabled in the meantime is never overwritten.
+        """
+        with self.transaction() as cur:
+            cur.execute(
+                "INSERT INTO etl.audit (dag_id, task_id, enabled, updated_by) VALUES (%s, %s, true, %s) "
+                "ON CONFLICT (dag_id, task_id) DO NOTHING RETURNING 1",
+                (dag_id, task_id, registered_by),
+            )
+            registered = cur.fetchone() is not None
+            cur.execute(
+                "SELECT enabled, reason FROM etl.audit WHERE dag_id = %s AND task_id = %s", (dag_id, task_id)
+            )
+            enabled, reason = cur.fetchone()
+        decision = self._decision(dag_id, task_id, enabled, reason)
+        if registered:
+            return AuditDecision(
+                decision.allowed, f"etl.audit: {dag_id}.{task_id} registered at its first run", True
+            )
+        return decision
+
+    @staticmethod
+    def _decision(dag_id: str, task_id: str, enabled: bool, reason: str | None) -> AuditDecision:
         if not enabled:
             why = f": {reason}" if reason else ""
             return AuditDecision(False, f"etl.audit: {dag_id}.{task_id} is disabled{why}")
@@ -112,12 +156,11 @@ class ControlStore:
         pairs = sorted(set(tasks))
         if not pairs:
             return 0
-        rows = self._run(
+        rows = self.query(
             "INSERT INTO etl.audit (dag_id, task_id, enabled) "
             "SELECT d, t, %s FROM unnest(%s::text[], %s::text[]) AS x(d, t) "
             "ON CONFLICT (dag_id, task_id) DO NOTHING RETURNING 1",
             (enabled, [d for d, _ in pairs], [t for _, t in pairs]),
-            fetch=True,
         )
         return len(rows or [])
 
@@ -135,21 +178,19 @@ class ControlStore:
         ``updated_by`` names who made the change (the UI passes the Airflow user); without it the
         row records the database user, which is what the CLI knows.
         """
-        rows = self._run(
+        rows = self.query(
             "UPDATE etl.audit SET enabled = %s, reason = %s, updated_at = now(), "
             "updated_by = coalesce(%s::text, current_user) "
             "WHERE dag_id = %s AND (%s::text IS NULL OR task_id = %s) RETURNING 1",
             (enabled, reason, updated_by, dag_id, task_id, task_id),
-            fetch=True,
         )
         return len(rows or [])
 
     def audit_rows(self, dag_id: str | None = None) -> list[tuple]:
-        return self._run(
+        return self.query(
             "SELECT dag_id, task_id, enabled, reason, updated_at, updated_by FROM etl.audit "
             "WHERE %s::text IS NULL OR dag_id = %s ORDER BY dag_id, task_id",
             (dag_id, dag_id),
-            fetch=True,
         )
 
     # -- etl.task_log -----------------------------------------------------------------------------
@@ -165,7 +206,7 @@ class ControlStore:
         data_interval: tuple[datetime | None, datetime | None],
     ) -> None:
         """Open the try's row; a try resumed after deferral keeps its first start time."""
-        self._run(
+        self.query(
             "INSERT INTO etl.task_log (dag_id, task_id, run_id, map_index, try_number, status, operator, "
             "started_at, hostname, logical_date, data_interval_start, data_interval_end) "
             "VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s) "
@@ -198,7 +239,7 @@ class ControlStore:
         error: str | None = None,
     ) -> None:
         """Close the try's row (creating it if the start was never logged)."""
-        self._run(
+        self.query(
             "INSERT INTO etl.task_log AS l (dag_id, task_id, run_id, map_index, try_number, status, "
             "started_at, ended_at, rows_in, rows_out, rows_rejected, error, duration_seconds) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
@@ -227,10 +268,26 @@ class ControlStore:
         )
 
     def recent_log(self, *, dag_id: str | None = None, limit: int = 20) -> list[tuple]:
-        return self._run(
+        return self.query(
             "SELECT dag_id, task_id, run_id, try_number, status, rows_in, rows_out, rows_rejected, "
             "started_at, ended_at, duration_seconds, error FROM etl.task_log "
             "WHERE %s::text IS NULL OR dag_id = %s ORDER BY started_at DESC, log_id DESC LIMIT %s",
             (dag_id, dag_id, limit),
-            fetch=True,
+        )
+
+    def latest_try_statuses(self, dag_id: str) -> list[tuple[str, str]]:
+        """``(task_id, status)`` of each task's last try in the DAG's most recent run."""
+        return self.query(
+            "SELECT DISTINCT ON (task_id) task_id, status FROM etl.task_log WHERE dag_id = %s "
+            "AND run_id = (SELECT run_id FROM etl.task_log WHERE dag_id = %s "
+            "ORDER BY started_at DESC LIMIT 1) "
+            "ORDER BY task_id, try_number DESC",
+            (dag_id, dag_id),
+        )
+
+    def log_summary(self) -> list[tuple]:
+        """Per DAG and status: tries, and the sums of rows in, out and rejected."""
+        return self.query(
+            "SELECT dag_id, status, count(*), sum(rows_in), sum(rows_out), sum(rows_rejected) "
+            "FROM etl.task_log GROUP BY 1, 2 ORDER BY 1, 2"
         )

@@ -1,4 +1,5 @@
-"""The control-plane page: ``etl.audit`` with a switch per task, and the recent ``etl.task_log`` rows.
+"""The control-plane page: ``etl.audit`` with a switch per task, the deployed tasks that have no row
+yet, and the recent ``etl.task_log`` rows.
 
 A small FastAPI app, server-rendered (no build step), that the ``etl_control`` plugin mounts on
 Airflow's API server at :data:`URL_PREFIX` and lists in the UI's navigation. It is kept in the
@@ -17,7 +18,9 @@ Security, all of it Airflow's own:
 - Jinja autoescaping escapes every value, so a reason text cannot inject HTML.
 
 Reads and writes go through :class:`~include.etlkit.control.store.ControlStore`, the one home of the
-control tables' SQL.
+control tables' SQL. The deployed tasks come from Airflow's metadata database (the serialized DAGs
+the UI itself shows, stale DAGs left out): the API server parses no DAG file. A task listed there
+without an ``etl.audit`` row runs anyway: the gate registers it (enabled) at its first run.
 """
 
 from __future__ import annotations
@@ -117,8 +120,27 @@ def _limit(value: int) -> int:
     return max(1, min(value, MAX_LOG_LIMIT))
 
 
-def create_app(store_factory: Callable[[], ControlStore] = ControlStore) -> FastAPI:
-    """The app the plugin mounts at :data:`URL_PREFIX`; ``store_factory`` gives the control store."""
+def deployed_tasks() -> list[tuple[str, str]]:
+    """``(dag_id, task_id)`` of every task of every DAG Airflow has parsed and not marked stale."""
+    from airflow.models.dag import DagModel
+    from airflow.models.serialized_dag import SerializedDagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        live = set(session.scalars(select(DagModel.dag_id).where(DagModel.is_stale.is_(False))))
+        dags = SerializedDagModel.read_all_dags(session=session)
+    return sorted((d, task_id) for d, dag in dags.items() if d in live for task_id in dag.task_ids)
+
+
+def create_app(
+    store_factory: Callable[[], ControlStore] = ControlStore,
+    tasks_factory: Callable[[], list[tuple[str, str]]] = deployed_tasks,
+) -> FastAPI:
+    """The app the plugin mounts at :data:`URL_PREFIX`.
+
+    ``store_factory`` gives the control store, ``tasks_factory`` the deployed ``(dag_id, task_id)``.
+    """
     app = FastAPI(
         title="etl control plane",
         description="etl.audit switches and recent etl.task_log rows",
@@ -147,6 +169,14 @@ def create_app(store_factory: Callable[[], ControlStore] = ControlStore) -> Fast
     def _audit(dag: str | None) -> list[dict[str, Any]]:
         return [_record(AUDIT_COLUMNS, row) for row in store_factory().audit_rows(dag)]
 
+    def _unregistered(dag: str | None, audit: list[dict[str, Any]]) -> list[dict[str, str]]:
+        known = {(row["dag_id"], row["task_id"]) for row in audit}
+        return [
+            {"dag_id": d, "task_id": t}
+            for d, t in tasks_factory()
+            if (d, t) not in known and dag in (None, d)
+        ]
+
     def _log(dag: str | None, limit: int) -> list[dict[str, Any]]:
         rows = store_factory().recent_log(dag_id=dag, limit=_limit(limit))
         return [_record(LOG_COLUMNS, row) for row in rows]
@@ -162,7 +192,8 @@ def create_app(store_factory: Callable[[], ControlStore] = ControlStore) -> Fast
     ) -> HTMLResponse:
         dag = dag or None
         every = _audit(None)
-        dag_ids = sorted({row["dag_id"] for row in every} | ({dag} if dag else set()))
+        unregistered = _unregistered(None, every)
+        dag_ids = sorted({row["dag_id"] for row in [*every, *unregistered]} | ({dag} if dag else set()))
         # The notice after a switch is built from the row itself, never from text in the URL.
         switched = next(
             (r for r in every if (r["dag_id"], r["task_id"]) == (switched_dag, switched_task)), None
@@ -170,6 +201,7 @@ def create_app(store_factory: Callable[[], ControlStore] = ControlStore) -> Fast
         return HTMLResponse(
             page.render(
                 audit=[row for row in every if dag in (None, row["dag_id"])],
+                unregistered=[row for row in unregistered if dag in (None, row["dag_id"])],
                 log=_log(dag, limit),
                 dag=dag,
                 dag_ids=dag_ids,
@@ -217,6 +249,13 @@ def create_app(store_factory: Callable[[], ControlStore] = ControlStore) -> Fast
         user: Annotated[BaseUser, Depends(_may_read_all_dags)], dag: str | None = None
     ) -> list[dict[str, Any]]:
         return [{k: _jsonable(v) for k, v in row.items()} for row in _audit(dag or None)]
+
+    @app.get("/api/unregistered")
+    def unregistered_json(
+        user: Annotated[BaseUser, Depends(_may_read_all_dags)], dag: str | None = None
+    ) -> list[dict[str, str]]:
+        """Deployed tasks with no ``etl.audit`` row (registered, enabled, by their first run)."""
+        return _unregistered(dag or None, _audit(None))
 
     @app.get("/api/task-log")
     def task_log_json(

@@ -4,7 +4,8 @@
 partner record, whether it is a customer the warehouse already knows (``match``), a new person
 (``new``, with an id from ``next_id``, one per person even if the batch holds them twice), or a case
 for a person to decide (``review``). The core is plain Python, pandas and rapidfuzz: no Airflow.
-``labelled.labelled_set`` generates a labelled population to measure it on.
+``tests.support.labelled.labelled_set`` (test code, not deployed) generates a labelled population
+to measure it on.
 """
 
 from include.etlkit.dedup.matcher import (

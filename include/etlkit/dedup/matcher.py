@@ -111,9 +111,9 @@ class FieldEvidence:
         return np.nan_to_num(self.agree * share - self.disagree * (1.0 - share), nan=0.0)
 
 
-# Tuned on labelled.labelled_set (tests/unit/test_dedup.py prints the figures). Names disagree
-# strongly (a different first name is a different person); address, postcode, phone and email
-# disagree weakly (people move, change numbers, use another address) but agree strongly.
+# Tuned on tests.support.labelled.labelled_set (tests/unit/test_dedup.py prints the figures).
+# Names disagree strongly (a different first name is a different person); address, postcode, phone
+# and email disagree weakly (people move, change numbers, use another address) but agree strongly.
 DEFAULT_EVIDENCE: Mapping[str, FieldEvidence] = {
     "name": FieldEvidence(floor=0.6, agree=6.0, disagree=10.0, ceiling=0.9),
     "address": FieldEvidence(floor=0.5, agree=6.0, disagree=2.0),

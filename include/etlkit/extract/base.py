@@ -2,7 +2,8 @@
 
 A source-specific operator only says how to stream its rows into a local Parquet file; putting that
 file in the ingestion bucket (created once, content-addressed), recording it in the ledger with the
-window it covers, and reporting its rows happen here, the same way for every source.
+window it covers, and reporting its rows go through :mod:`include.etlkit.extract.landing`, the one
+landing path the API and file-drop extracts use too.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from typing import Any
 import pyarrow as pa
 from airflow.sdk import BaseOperator
 
-from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore
+from include.etlkit.extract.landing import Landing
 from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window, run_interval
 
 
@@ -82,6 +82,18 @@ class TableExtractOperator(BaseOperator):
         )
         return window
 
+    def landing(self, context: Any, window: ExtractWindow) -> Landing:
+        """Where this run lands the table (:mod:`include.etlkit.extract.landing`)."""
+        return Landing(
+            source=self.source,
+            name=self.spec.name,
+            bucket=self.bucket,
+            window=window,
+            run_id=context["run_id"],
+            log=self.log,
+            aws_conn_id=self.aws_conn_id,
+        )
+
     def land_parquet(
         self,
         context: Any,
@@ -93,31 +105,19 @@ class TableExtractOperator(BaseOperator):
         advance_state: bool,
         row_versions: Iterable[pa.RecordBatch] | None = None,
     ) -> dict[str, Any]:
-        """Create ``local`` once in the bucket (if it has rows), record it, and report its rows."""
-        spec = self.spec
-        stored = None
-        if rows:
-            prefix = f"{self.source}/{spec.name}/{window.upper:%Y/%m/%d}"
-            stored = ImmutableStore(self.aws_conn_id).create_file(
-                self.bucket, prefix, spec.name, local, ".parquet"
-            )
-            self.log.info(
-                "%s %s (%d rows)", "landed" if stored.created else "already landed", stored.uri, rows
-            )
-        Ledger().record_landing(
-            source=self.source,
-            table_name=spec.name,
-            window=window,
-            run_id=context["run_id"],
-            stored=stored,
+        """Land ``local`` (if it has rows) through the one landing path, and report its rows."""
+        landing = self.landing(context, window)
+        stored = landing.land(
+            local if rows else None,
             rows=rows,
             mode=mode,
-            row_versions=row_versions if rows else None,  # nothing landed, no versions to record
             advance_state=advance_state,
+            suffix=".parquet",
+            row_versions=row_versions,
         )
-        report_rows(context, rows_in=rows, rows_out=rows)
+        landing.report(context, rows_in=rows, rows_out=rows)
         return {
-            "table": spec.name,
+            "table": self.spec.name,
             "rows": rows,
             "key": stored.key if stored else None,
             "mode": mode,

@@ -12,11 +12,13 @@ The pieces every drop operator shares live here, so the FTP and S3 operators can
 - :class:`RemoteFile`, one version of a remote file, and :func:`unsettled`, the settle-time rule;
 - :class:`DigestingWriter`, which streams a download to a local file while hashing and counting
   lines (a file is never held whole in memory);
-- :class:`SourceFileLedger`, the ``etl.source_file`` reads and writes;
-- :class:`FileDropRun`, one run's bookkeeping: land (create once under a content-addressed key,
-  record in ``etl.landed_object`` with ``mode="file"``, then in ``etl.source_file``), skip, fail,
-  and at the end report the row counts and fail the task if any file failed, after every other
-  file has landed, so Airflow's retry has only the failures left to do.
+- :class:`SourceFileLedger` (owned by :mod:`include.etlkit.control.source_files`, re-exported
+  here), the ``etl.source_file`` reads and writes;
+- :class:`FileDropRun`, one run's bookkeeping: land (through the landing path every extract shares,
+  :mod:`include.etlkit.extract.landing`: created once under a content-addressed key, recorded in
+  ``etl.landed_object`` with ``mode="file"`` and in ``etl.source_file`` in one transaction), skip,
+  fail, and at the end report the counts (files, not rows) and fail the task if any file failed,
+  after every other file has landed, so Airflow's retry has only the failures left to do.
 """
 
 from __future__ import annotations
@@ -30,10 +32,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.control.store import ControlStore
-from include.etlkit.storage import ImmutableStore, StoredObject
+from include.etlkit.control.source_files import (
+    FAILED,
+    LANDED,
+    SKIPPED_IN_PROGRESS,
+    SourceFileLedger,
+    Version,
+)
+from include.etlkit.extract.landing import Landing
 from include.etlkit.windows import ExtractWindow
 
 # Files whose landed row count is their line count (minus a header line for the delimited ones).
@@ -43,12 +50,7 @@ TEXT_SUFFIXES = frozenset({".csv", ".tsv", ".psv", ".txt", ".dat", ".jsonl", ".n
 HEADER_SUFFIXES = frozenset({".csv", ".tsv", ".psv"})
 BLOCK_SIZE = 1 << 20  # bytes per read: the most a download holds in memory at once
 
-LANDED = "landed"
-SKIPPED_IN_PROGRESS = "skipped_in_progress"
-ALREADY_LANDED = "already_landed"
-FAILED = "failed"
-
-Version = tuple[str, int, datetime, str | None]
+ALREADY_LANDED = "already_landed"  # a run's summary only: such a version has its row already
 
 
 @dataclass(frozen=True)
@@ -130,85 +132,6 @@ class DigestingWriter:
         return Download(path, self.size, self._digest.hexdigest(), lines)
 
 
-class SourceFileLedger:
-    """``etl.source_file``: which versions of which remote files were landed, skipped or failed."""
-
-    def __init__(self, store: ControlStore | None = None) -> None:
-        self.store = store or ControlStore()
-
-    def landed_versions(self, source: str, paths: Sequence[str]) -> set[Version]:
-        if not paths:
-            return set()
-        rows = self.store._run(
-            "SELECT remote_path, size, modified_at, etag FROM etl.source_file "
-            "WHERE source = %s AND remote_path = ANY(%s) AND status = 'landed'",
-            (source, list(paths)),
-            fetch=True,
-        )
-        return {(path, size, modified_at, etag) for path, size, modified_at, etag in rows or []}
-
-    def remote_paths(self, landed_bucket: str, landed_key: str) -> list[str]:
-        """The remote path(s) a landed object came from, first landed first (none: not a drop's).
-
-        Usually one. Landed keys are content-addressed, so the same bytes under the same file name
-        dropped in two folders the same day land as one object with two ``etl.source_file`` rows:
-        a caller deciding who sent the file must consider every path.
-        """
-        rows = self.store._run(
-            "SELECT remote_path FROM etl.source_file "
-            "WHERE landed_bucket = %s AND landed_key = %s AND status = 'landed' "
-            "GROUP BY remote_path ORDER BY min(landed_at), remote_path",
-            (landed_bucket, landed_key),
-            fetch=True,
-        )
-        return [path for (path,) in rows or []]
-
-    def remote_path(self, landed_bucket: str, landed_key: str) -> str | None:
-        """The remote path a landed object came from: None if unknown or if it came from several."""
-        paths = self.remote_paths(landed_bucket, landed_key)
-        return paths[0] if len(paths) == 1 else None
-
-    def record(
-        self,
-        source: str,
-        remote: RemoteFile,
-        status: str,
-        run_id: str,
-        *,
-        reason: str | None = None,
-        stored: StoredObject | None = None,
-        version_id: str | None = None,
-    ) -> None:
-        """Insert or update the version's row; a row already ``landed`` is never changed."""
-        self.store._run(
-            "INSERT INTO etl.source_file AS f (source, remote_path, size, modified_at, etag, version_id, "
-            "sha256, status, landed_bucket, landed_key, reason, run_id, landed_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "CASE WHEN %s = 'landed' THEN now() END) "
-            "ON CONFLICT (source, remote_path, size, modified_at, etag) DO UPDATE SET "
-            "version_id = coalesce(EXCLUDED.version_id, f.version_id), "
-            "sha256 = EXCLUDED.sha256, status = EXCLUDED.status, landed_bucket = EXCLUDED.landed_bucket, "
-            "landed_key = EXCLUDED.landed_key, reason = EXCLUDED.reason, run_id = EXCLUDED.run_id, "
-            "landed_at = EXCLUDED.landed_at, updated_at = now() "
-            "WHERE f.status <> 'landed'",
-            (
-                source,
-                remote.path,
-                remote.size,
-                remote.modified_at,
-                remote.etag,
-                version_id,
-                stored.sha256 if stored else None,
-                status,
-                stored.bucket if stored else None,
-                stored.key if stored else None,
-                reason,
-                run_id,
-                status,
-            ),
-        )
-
-
 class FileDropRun:
     """One run of a drop operator: lands, skips and fails files, then reports and fails at the end.
 
@@ -239,8 +162,16 @@ class FileDropRun:
         self.window = window
         self.log = log
         self.files = files or SourceFileLedger()
-        self.store = ImmutableStore(aws_conn_id)
-        self.ledger = Ledger(self.files.store)
+        self.landing = Landing(
+            source=source,
+            name=name,
+            bucket=bucket,
+            window=window,
+            run_id=run_id,
+            log=log,
+            aws_conn_id=aws_conn_id,
+            ledger=Ledger(self.files.store),
+        )
         self.summary: dict[str, list[Any]] = {
             LANDED: [],
             SKIPPED_IN_PROGRESS: [],
@@ -267,36 +198,23 @@ class FileDropRun:
     def land(
         self, remote: RemoteFile, download: Download, *, version_id: str | None = None
     ) -> dict[str, Any]:
-        """Create the object once, then record it: a retry after a crash finds the same key."""
+        """Land the file through the one landing path: its object, then its ledger and
+        ``etl.source_file`` rows in one transaction (a retry after a crash finds the same key)."""
         name = PurePosixPath(remote.name)
-        stored = self.store.create_file(
-            self.bucket,
-            f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}",
-            name.stem,
-            download.path,
-            name.suffix,
-            sha256=download.sha256,
-        )
         rows = count_rows(remote.name, download.lines)
-        self.ledger.record_landing(
-            source=self.source,
-            table_name=self.name,
-            window=self.window,
-            run_id=self.run_id,
-            stored=stored,
+        stored = self.landing.land(
+            download.path,
             rows=rows,
             mode="file",
             advance_state=False,
+            suffix=name.suffix,
+            file_name=name.stem,
+            sha256=download.sha256,
+            remote=remote,
+            version_id=version_id,
+            detail=f"from {remote.path}, {download.size} bytes",
         )
-        self.files.record(self.source, remote, LANDED, self.run_id, stored=stored, version_id=version_id)
-        self.log.info(
-            "%s %s -> %s (%d bytes, %d rows)",
-            "landed" if stored.created else "already in the bucket:",
-            remote.path,
-            stored.uri,
-            download.size,
-            rows,
-        )
+        assert stored is not None  # a file with a local copy is always stored
         landed = {
             "path": remote.path,
             "key": stored.key,
@@ -310,7 +228,9 @@ class FileDropRun:
     def finish(self, context: Any, seen: int, where: str, error: type[Exception]) -> dict[str, list[Any]]:
         """Report the try's counts and log the outcome; raise ``error`` naming every failed file."""
         summary = self.summary
-        report_rows(context, rows_in=seen, rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED]))
+        self.landing.report(
+            context, rows_in=seen, rows_out=len(summary[LANDED]), rows_rejected=len(summary[FAILED])
+        )
         self.log.info(
             "%s/%s: %d landed, %d left in progress, %d already landed, %d failed",
             self.source,

@@ -9,9 +9,10 @@ Other 4xx are the caller's mistake and fail at once.
 A listing is only landed once it is known to be whole: every pagination strategy checks what the
 server promised (``total``, ``total_pages``, a ``next`` link) against what it delivered and raises
 :class:`PaginationError` otherwise, because a silently truncated extract is worse than a failed one.
-Records are spooled to a local file as they arrive (memory stays bounded by one page), then created
-once in S3 under a key derived from their SHA-256 (:mod:`include.etlkit.storage`), so a rerun of the
-same interval that receives the same records finds its object already there.
+Records are spooled to a local file as they arrive (memory stays bounded by one page), then landed
+through the path every extract shares (:mod:`include.etlkit.extract.landing`): created once in S3
+under a key derived from their SHA-256, so a rerun of the same interval that receives the same
+records finds its object already there.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.storage import ImmutableStore
+from include.etlkit.extract.landing import Landing
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -314,7 +313,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 @dataclass
-class _Landing:
+class _Spool:
     path: Path
     rows: int = 0
     pages: int = 0
@@ -398,54 +397,41 @@ class HttpApiExtractOperator(BaseOperator):
             window.describe(),
         )
         with tempfile.TemporaryDirectory(prefix=f"land-{self.name}-") as tmp:
-            landing = _Landing(Path(tmp) / f"{self.name}.ndjson")
-            self._collect(landing)  # raises before anything lands if the listing is not whole
-            stored = None
-            if landing.rows:
-                stored = ImmutableStore(self.aws_conn_id).create_file(
-                    self.bucket,
-                    self._prefix(window),
-                    self.name,
-                    landing.path,
-                    ".ndjson",
-                    sha256=landing.digest.hexdigest(),
-                )
+            spool = _Spool(Path(tmp) / f"{self.name}.ndjson")
+            self._collect(spool)  # raises before anything lands if the listing is not whole
+            if not spool.rows:
                 self.log.info(
-                    "%s %s (%d rows, %d pages)",
-                    "landed" if stored.created else "already landed",
-                    stored.uri,
-                    landing.rows,
-                    landing.pages,
+                    "no records for %s in %d page(s): nothing to land", window.describe(), spool.pages
                 )
-            else:
-                self.log.info(
-                    "no records for %s in %d page(s): nothing to land", window.describe(), landing.pages
-                )
-            Ledger().record_landing(
+            landing = Landing(
                 source=self.source,
-                table_name=self.name,
+                name=self.name,
+                bucket=self.bucket,
                 window=window,
                 run_id=context["run_id"],
-                stored=stored,
-                rows=landing.rows,
-                mode="incremental",
-                row_versions=None,
-                advance_state=True,
+                log=self.log,
+                aws_conn_id=self.aws_conn_id,
             )
-        report_rows(context, rows_in=landing.rows, rows_out=landing.rows)
+            stored = landing.land(
+                spool.path if spool.rows else None,
+                rows=spool.rows,
+                mode="incremental",
+                advance_state=True,
+                suffix=".ndjson",
+                sha256=spool.digest.hexdigest(),
+                detail=f"{spool.pages} pages",
+            )
+        landing.report(context, rows_in=spool.rows, rows_out=spool.rows)
         return {
-            "rows": landing.rows,
-            "pages": landing.pages,
+            "rows": spool.rows,
+            "pages": spool.pages,
             "key": stored.key if stored else None,
             "window_start": window.lower.isoformat() if window.lower else None,
             "window_end": window.upper.isoformat(),
         }
 
-    def _prefix(self, window: ExtractWindow) -> str:
-        return f"{self.source}/{self.name}/{window.upper:%Y/%m/%d}"
-
-    def _collect(self, landing: _Landing) -> None:
-        """Walk the listing, spooling records to ``landing.path`` in the server's order."""
+    def _collect(self, spool: _Spool) -> None:
+        """Walk the listing, spooling records to ``spool.path`` in the server's order."""
         hook = ApiHttpHook(method="GET", http_conn_id=self.http_conn_id)
         session = hook.get_conn()
         first_url = hook.url_from_endpoint(self.endpoint)
@@ -454,7 +440,7 @@ class HttpApiExtractOperator(BaseOperator):
         request: PageRequest | None = self.pagination.first(self.query_params)
         url = first_url
         try:
-            with landing.path.open("wb") as out:
+            with spool.path.open("wb") as out:
                 while request is not None:
                     if progress.pages >= self.max_pages:
                         raise PaginationError(f"more than {self.max_pages} pages: stopping (max_pages)")
@@ -479,14 +465,14 @@ class HttpApiExtractOperator(BaseOperator):
                             raise HttpApiError(f"page {request.number}: a record is not a JSON object")
                         line = ndjson_line(record)
                         out.write(line)
-                        landing.digest.update(line)
+                        spool.digest.update(line)
                     progress.pages += 1
                     progress.rows += len(records)
                     self.log.debug("page %d: %d records", request.number, len(records))
                     request = self.pagination.follow(request, body, len(records), progress)
         finally:
             session.close()
-        landing.rows, landing.pages = progress.rows, progress.pages
+        spool.rows, spool.pages = progress.rows, progress.pages
 
     # -- one request, with retries --------------------------------------------------------------------
 

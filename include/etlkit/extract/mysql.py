@@ -15,7 +15,6 @@ silently: a new column is landed like any other, a dropped one is simply absent 
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from include.etlkit.control.store import ControlStore
+from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.windows import ExtractWindow
 
@@ -111,87 +110,6 @@ def _to_arrow(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
     elif pa.types.is_string(type_):
         values = [v if v is None or isinstance(v, str) else str(v) for v in values]
     return pa.array(values, type=type_)
-
-
-# -- schema drift -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchemaChange:
-    kind: str  # added, dropped, retyped
-    column: str
-    old_type: str | None
-    new_type: str | None
-
-    def describe(self) -> str:
-        if self.kind == "added":
-            return f"column {self.column!r} added ({self.new_type}): landed from now on"
-        if self.kind == "dropped":
-            return f"column {self.column!r} dropped (was {self.old_type}): absent from files landed from now"
-        return f"column {self.column!r} retyped {self.old_type} -> {self.new_type}"
-
-
-def diff_columns(
-    previous: Sequence[dict[str, str]] | None, current: Sequence[SourceColumn]
-) -> list[SchemaChange]:
-    """The changes from a recorded schema to the live one (none the first time: nothing to compare)."""
-    if previous is None:
-        return []
-    old = {c["name"]: c["type"] for c in previous}
-    new = {c.name: c.type for c in current}
-    changes = [SchemaChange("added", n, None, t) for n, t in new.items() if n not in old]
-    changes += [SchemaChange("dropped", n, t, None) for n, t in old.items() if n not in new]
-    changes += [SchemaChange("retyped", n, old[n], t) for n, t in new.items() if n in old and old[n] != t]
-    return changes
-
-
-class SchemaRegistry:
-    """``etl.source_schema`` and ``etl.schema_change`` (DDL: ``sql/postgres/control/schema_drift.sql``)."""
-
-    def __init__(self, store: ControlStore | None = None) -> None:
-        self.store = store or ControlStore()
-
-    def recorded(self, source: str, table_name: str) -> list[dict[str, str]] | None:
-        rows = self.store._run(
-            "SELECT columns FROM etl.source_schema WHERE source = %s AND table_name = %s",
-            (source, table_name),
-            fetch=True,
-        )
-        return rows[0][0] if rows else None
-
-    def record(
-        self,
-        source: str,
-        table_name: str,
-        columns: Sequence[SourceColumn],
-        changes: Sequence[SchemaChange],
-        run_id: str,
-    ) -> None:
-        """Record the changes and the new schema together, so a change is reported exactly once."""
-        document = json.dumps([{"name": c.name, "type": c.type} for c in columns])
-        with self.store.transaction() as cur:
-            for change in changes:
-                cur.execute(
-                    "INSERT INTO etl.schema_change "
-                    "(source, table_name, change_kind, column_name, old_type, new_type, run_id) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (source, table_name, run_id, change_kind, column_name) DO NOTHING",
-                    (
-                        source,
-                        table_name,
-                        change.kind,
-                        change.column,
-                        change.old_type,
-                        change.new_type,
-                        run_id,
-                    ),
-                )
-            cur.execute(
-                "INSERT INTO etl.source_schema (source, table_name, columns, run_id) "
-                "VALUES (%s, %s, %s::jsonb, %s) ON CONFLICT (source, table_name) DO UPDATE SET "
-                "columns = EXCLUDED.columns, run_id = EXCLUDED.run_id, recorded_at = now()",
-                (source, table_name, document, run_id),
-            )
 
 
 # -- the operator -----------------------------------------------------------------------------------

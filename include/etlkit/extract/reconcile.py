@@ -13,8 +13,8 @@ from typing import Any
 
 from psycopg import sql
 
-from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
+from include.etlkit.extract.landing import Landing
 from include.etlkit.extract.postgres import ROW_HASH_SQL, PostgresTableExtractOperator
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
@@ -34,7 +34,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             self.log.info(
                 "%s.%s was never landed: its first extract takes a full snapshot", self.source, spec.name
             )
-            report_rows(context, rows_in=0, rows_out=0)
+            Landing.report(context, rows_in=0, rows_out=0)
             return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
         landed = ledger.row_hashes(self.source, spec.name)
         query = sql.SQL("SELECT t.{key}::text, {hash} FROM {table} AS t").format(
@@ -57,7 +57,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             len(changed),
         )
         if not changed:
-            report_rows(context, rows_in=len(current), rows_out=0)
+            Landing.report(context, rows_in=len(current), rows_out=0)
             return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
         condition = sql.SQL("t.{key}::text = ANY(%(keys)s)").format(key=sql.Identifier(spec.key))
         result = self.land(

@@ -2,8 +2,10 @@
 -- Applied idempotently by `python -m include.etlkit.control init` (and by the local set-up).
 CREATE SCHEMA IF NOT EXISTS etl;
 
--- One row per (dag_id, task_id). A task whose row is missing or disabled does no work: it ends
--- skipped and its task_log row says why. New tasks are registered (enabled) by `control sync`.
+-- One row per (dag_id, task_id). A task whose row is disabled does no work: it ends skipped and its
+-- task_log row says why. New tasks are registered (enabled) by `control sync`, or by the audit gate
+-- at their first run (updated_by 'etl gate: registered at first run'), so a deployed task is never
+-- skipped for want of a row.
 CREATE TABLE IF NOT EXISTS etl.audit (
     dag_id        text        NOT NULL,
     task_id       text        NOT NULL,

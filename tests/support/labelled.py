@@ -32,8 +32,9 @@ arguments, same frames):
 
 ``evaluate(labelled, decisions)`` computes the figures the tests assert and the bench prints.
 
-A test and bench helper: it imports ``infra.local.seed_retail``, which the MWAA bundle does not
-ship, so no DAG or operator may import this module (the matcher itself does not).
+A test and bench helper, kept under ``tests/`` so it is never deployed: it imports
+``infra.local.seed_retail``, which the MWAA bundle does not ship (``make package`` refuses a bundle
+whose framework imports ``tests`` or ``infra``).
 """
 
 from __future__ import annotations

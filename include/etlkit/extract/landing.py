@@ -1,0 +1,138 @@
+"""The one landing path of every extract kind: store once, record in the ledger, report rows.
+
+A table extract (PostgreSQL, MySQL, the reconciliation), an API listing and a dropped file (FTP, S3)
+differ only in how they produce a local file. What happens to that file is the same for all, and
+happens here:
+
+1. it is created once in the ingestion bucket under ``<source>/<name>/YYYY/MM/DD/`` (the run
+   window's upper bound), with a content-addressed key (:class:`ImmutableStore`): a retry that
+   produces the same bytes finds the same key and overwrites nothing;
+2. it is recorded in ``etl.landed_object`` with the window it covers, together (one transaction)
+   with the row versions it carries, the table's advanced ``extract_state`` and, for a dropped
+   file, the remote version's ``etl.source_file`` row, so a crash never leaves a landed file whose
+   sender is unknown, nor a state moved past rows that were not recorded;
+3. the try's rows in/out/rejected are reported for its ``etl.task_log`` row.
+
+The object is created before it is recorded: a crash between the two leaves an object that no
+ledger row names, and the retry lands the same bytes under the same key and records them then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from include.etlkit.control.accounting import report_rows
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
+from include.etlkit.storage import ImmutableStore, StoredObject
+from include.etlkit.windows import ExtractWindow
+
+
+class Landing:
+    """Where one extract run lands the files of one feed (a table, an API listing, a file drop).
+
+    :param source: the first part of every landed key, and the ledger's ``source``.
+    :param name: the feed (table) name: the second part of the key, the ledger's ``table_name``.
+    :param bucket: the ingestion bucket.
+    :param window: the run's window; its ``upper`` dates the keys and is the state it advances to.
+    :param run_id: the Airflow run the ledger records.
+    :param log: the operator's logger, so every line appears in the task's log.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        name: str,
+        bucket: str,
+        window: ExtractWindow,
+        run_id: str,
+        log: logging.Logger | Any,
+        aws_conn_id: str = "aws_default",
+        ledger: Ledger | None = None,
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.bucket = bucket
+        self.window = window
+        self.run_id = run_id
+        self.log = log
+        self.objects = ImmutableStore(aws_conn_id)
+        self.ledger = ledger or Ledger()
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}"
+
+    def land(
+        self,
+        local: Path | None,
+        *,
+        rows: int,
+        mode: str,
+        advance_state: bool,
+        suffix: str = "",
+        file_name: str | None = None,
+        sha256: str | None = None,
+        row_versions: Iterable[pa.RecordBatch] | None = None,
+        remote: FileVersion | None = None,
+        version_id: str | None = None,
+        detail: str = "",
+    ) -> StoredObject | None:
+        """Store ``local`` once (None: nothing to store) and record it, in one transaction.
+
+        :param rows: the rows the file holds (recorded in the ledger).
+        :param mode: the ledger's ``mode``: ``full``, ``incremental``, ``reconcile`` or ``file``.
+        :param advance_state: move the feed's ``extract_state`` to the window's upper bound (not
+            for the reconciliation, whose window is not a range of the cursor, nor for file drops).
+        :param suffix: the key's extension (``.parquet``, ``.ndjson``, the dropped file's own).
+        :param file_name: the key's file name before its digest; the feed's name by default.
+        :param sha256: the file's digest when the caller computed it while writing.
+        :param row_versions: batches of ``row_key``, ``row_hash``, ``last_updated`` for
+            ``etl.row_version`` (table extracts).
+        :param remote: the dropped file's remote version, recorded ``landed`` in ``etl.source_file``.
+        :param version_id: the remote object's version id, where the source has versions (S3).
+        :param detail: more to say in the log line (pages fetched, bytes downloaded).
+        """
+        stored = None
+        if local is not None:
+            stored = self.objects.create_file(
+                self.bucket, self.prefix, file_name or self.name, local, suffix, sha256=sha256
+            )
+            self.log.info(
+                "%s %s (%d rows%s)",
+                "landed" if stored.created else "already landed",
+                stored.uri,
+                rows,
+                f", {detail}" if detail else "",
+            )
+        source_file = None
+        if remote is not None:
+            if stored is None:
+                raise ValueError(f"{remote.path}: a dropped file is recorded landed only with its object")
+            source_file = SourceFileRecord(
+                self.source, remote, LANDED, self.run_id, stored=stored, version_id=version_id
+            )
+        self.ledger.record_landing(
+            source=self.source,
+            table_name=self.name,
+            window=self.window,
+            run_id=self.run_id,
+            stored=stored,
+            rows=rows,
+            mode=mode,
+            row_versions=row_versions if stored is not None else None,  # nothing landed, no versions
+            advance_state=advance_state,
+            source_file=source_file,
+        )
+        return stored
+
+    @staticmethod
+    def report(context: Any, *, rows_in: int, rows_out: int, rows_rejected: int | None = None) -> None:
+        """The try's counts for its ``etl.task_log`` row (a table: rows; a file drop: files)."""
+        report_rows(context, rows_in=rows_in, rows_out=rows_out, rows_rejected=rows_rejected)

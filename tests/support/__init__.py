@@ -1,0 +1,1 @@
+"""Test and bench helpers that must never be deployed (``make package`` leaves ``tests/`` out)."""
