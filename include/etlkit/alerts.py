@@ -28,6 +28,8 @@ from typing import Any
 
 from airflow.sdk import BaseNotifier
 
+from include.etlkit.redaction import redact
+
 log = logging.getLogger(__name__)
 
 ALERT_EMAILS_VARIABLE = "alert_emails"
@@ -138,16 +140,7 @@ def _error_text(error: object) -> str:
     if error is None:
         return "no exception was recorded for this try; see the log"
     text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    return _redact(text)[:MAX_ERROR_CHARS]
-
-
-def _redact(text: str) -> str:
-    """Mask every secret the task process has registered (connection passwords and extras)."""
-    try:
-        from airflow.sdk._shared.secrets_masker import redact
-    except ImportError:  # pragma: no cover - the masker moved; the alert must still go out
-        return text
-    return str(redact(text))
+    return redact(text)[:MAX_ERROR_CHARS]
 
 
 def _variable(name: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.store import ControlStore, TaskTry
+from include.etlkit.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def record_end(ti: Any, status: str, error: object = None, store: ControlStore |
     message = outcome.skip_reason if status == "skipped" else None
     if error is not None:
         message = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+        message = redact(message)  # the row is shown by the UI and its API: no secret may be in it
     now = datetime.now(UTC)
     (store or ControlStore()).log_finished(
         _key(ti),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
+import math
 import random
 import tempfile
 import time
@@ -41,6 +42,7 @@ from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 JITTER = 0.25  # each backoff wait is stretched by up to this fraction, so clients do not retry in step
+MAX_REDIRECTS = 5
 ERROR_BODY_CHARS = 300  # how much of an error response goes into the exception message
 
 
@@ -297,6 +299,16 @@ def _error_text(response: requests.Response) -> str:
     return text[:ERROR_BODY_CHARS] + ("..." if len(text) > ERROR_BODY_CHARS else "")
 
 
+def _finite_or_text(text: str) -> float | str:
+    """A JSON number as a float, unless a float cannot hold it (``1e999``): then its text.
+
+    With ``parse_constant=str`` (``NaN``, ``Infinity``) no value is lost or turned into a float
+    JSON cannot write: the validation then quarantines such a value with its reason.
+    """
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
 def ndjson_line(record: Mapping[str, Any]) -> bytes:
     """One record as the landed file holds it: sorted keys, so equal records give equal bytes (and keys)."""
     text = json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
@@ -439,6 +451,7 @@ class HttpApiExtractOperator(BaseOperator):
         progress = Progress()
         request: PageRequest | None = self.pagination.first(self.query_params)
         url = first_url
+        followed: set[str] = set()
         try:
             with spool.path.open("wb") as out:
                 while request is not None:
@@ -451,6 +464,12 @@ class HttpApiExtractOperator(BaseOperator):
                                 f"next link leaves the connection's origin ({url.split('?')[0]}): "
                                 "refusing to send credentials there"
                             )
+                        if url in followed:
+                            raise PaginationError(
+                                f"page {request.number}: the next link points back to a page already read "
+                                f"({url.split('?')[0]}): the listing loops"
+                            )
+                        followed.add(url)
                     else:
                         url = first_url
                     body = self._get(hook, session, url, request.params)
@@ -503,7 +522,7 @@ class HttpApiExtractOperator(BaseOperator):
                 f"{self.max_retries + 1} attempt(s): {exc}"
             ) from exc
         try:
-            body = response.json()
+            body = json.loads(response.text, parse_float=_finite_or_text, parse_constant=str)
         except ValueError as exc:
             raise HttpApiError(
                 f"GET {where} answered {response.status_code} with a body that is not JSON "
@@ -517,12 +536,30 @@ class HttpApiExtractOperator(BaseOperator):
         self, hook: ApiHttpHook, session: requests.Session, url: str, params: Mapping[str, Any]
     ) -> requests.Response:
         prepared = session.prepare_request(requests.Request("GET", url, params=dict(params)))
-        options = {**hook.merged_extra, "timeout": self.timeout, "check_response": False}
+        options = {
+            **hook.merged_extra,
+            "timeout": self.timeout,
+            "check_response": False,
+            "allow_redirects": False,  # followed below, and only on the connection's origin
+        }
         response = hook.run_and_check(session, prepared, options)
+        where = url.split("?")[0]
+        redirects = 0
+        while response.is_redirect:
+            target = urljoin(response.url or url, response.headers["Location"])
+            if _origin(target) != _origin(url):
+                raise HttpApiError(
+                    f"GET {where} redirects to another origin ({target.split('?')[0]}): not followed, "
+                    "so the connection's credentials never leave its host"
+                )
+            redirects += 1
+            if redirects > MAX_REDIRECTS:
+                raise HttpApiError(f"GET {where}: more than {MAX_REDIRECTS} redirects")
+            follow = session.prepare_request(requests.Request("GET", target))
+            response = hook.run_and_check(session, follow, options)
         status = response.status_code
         if status < 400:
             return response
-        where = url.split("?")[0]
         if status in RETRYABLE_STATUSES:
             raise _Retryable(
                 status,
