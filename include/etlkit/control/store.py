@@ -26,6 +26,7 @@ from typing import Any
 from include.etlkit.paths import sql_file
 
 CONTROL_CONN_ID = "etl_control"
+KILLED_TRY = "the try ended without reporting: its process was killed (SIGKILL, out of memory) or lost"
 
 
 class ControlPlaneUnavailable(RuntimeError):
@@ -205,26 +206,48 @@ class ControlStore:
         logical_date: datetime | None,
         data_interval: tuple[datetime | None, datetime | None],
     ) -> None:
-        """Open the try's row; a try resumed after deferral keeps its first start time."""
-        self.query(
-            "INSERT INTO etl.task_log (dag_id, task_id, run_id, map_index, try_number, status, operator, "
-            "started_at, hostname, logical_date, data_interval_start, data_interval_end) "
-            "VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) "
-            "DO UPDATE SET status = 'running', ended_at = NULL, error = NULL",
-            (
-                key.dag_id,
-                key.task_id,
-                key.run_id,
-                key.map_index,
-                key.try_number,
-                operator,
-                started_at,
-                hostname,
-                logical_date,
-                *data_interval,
-            ),
-        )
+        """Open the try's row; a try resumed after deferral keeps its first start time.
+
+        An earlier try of the same task instance still ``running`` never reported its end: its process
+        was killed (SIGKILL, the OOM killer, a lost worker). It is closed here as failed, with that
+        reason, so no row stays ``running`` forever.
+        """
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE etl.task_log SET status = 'failed', ended_at = %s, error = %s, "
+                "duration_seconds = round(extract(epoch FROM %s::timestamptz - started_at)::numeric, 3) "
+                "WHERE dag_id = %s AND task_id = %s AND run_id = %s AND map_index = %s "
+                "AND try_number < %s AND status = 'running'",
+                (
+                    started_at,
+                    KILLED_TRY,
+                    started_at,
+                    key.dag_id,
+                    key.task_id,
+                    key.run_id,
+                    key.map_index,
+                    key.try_number,
+                ),
+            )
+            cur.execute(
+                "INSERT INTO etl.task_log (dag_id, task_id, run_id, map_index, try_number, status, operator, "
+                "started_at, hostname, logical_date, data_interval_start, data_interval_end) "
+                "VALUES (%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (dag_id, task_id, run_id, map_index, try_number) "
+                "DO UPDATE SET status = 'running', ended_at = NULL, error = NULL",
+                (
+                    key.dag_id,
+                    key.task_id,
+                    key.run_id,
+                    key.map_index,
+                    key.try_number,
+                    operator,
+                    started_at,
+                    hostname,
+                    logical_date,
+                    *data_interval,
+                ),
+            )
 
     def log_finished(
         self,
