@@ -15,7 +15,6 @@ silently: a new column is landed like any other, a dropped one is simply absent 
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -46,7 +45,6 @@ DEFAULT_CHUNK_ROWS = 10_000  # rows per fetchmany, Arrow batch and Parquet row g
 # UTC sessions: TIMESTAMP columns come back as the naive UTC values the windows compare with; a long
 # write timeout because a server-side cursor holds the result open while each chunk is written.
 SESSION_INIT = "SET time_zone = '+00:00', net_write_timeout = 600"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,63}")
 
 
 class SourceUnavailable(RuntimeError):
@@ -54,10 +52,15 @@ class SourceUnavailable(RuntimeError):
 
 
 def quote_identifier(name: str) -> str:
-    """A backtick-quoted identifier; anything but a plain name is refused (identifiers cannot be bound)."""
-    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
-        raise ValueError(f"not a plain SQL identifier: {name!r}")
-    return f"`{name}`"
+    """A backtick-quoted identifier, as MySQL quotes any name (``order date``, ``select``, ``a`b``).
+
+    Identifiers cannot be bound as parameters, so quoting is what keeps a name a name: embedded
+    backticks are doubled. What MySQL itself refuses (empty, NUL, over 64 characters, a trailing
+    space) is refused here, before any query is built.
+    """
+    if not isinstance(name, str) or not name or len(name) > 64 or "\x00" in name or name.endswith(" "):
+        raise ValueError(f"not a MySQL identifier: {name!r}")
+    return "`" + name.replace("`", "``") + "`"
 
 
 @dataclass(frozen=True)
