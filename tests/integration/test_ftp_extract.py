@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 
@@ -315,3 +316,23 @@ def test_wrong_credentials_are_a_clear_error(extract, drop, monkeypatch):
     conn_id = _connection(monkeypatch, "ftp_wrong_password", password="not-the-password")
     with pytest.raises(FtpExtractError, match=r"refused the login: 530"):
         extract(conn_id)
+
+
+def test_a_server_answering_in_local_time_is_read_as_that_zone(extract, drop, source_name, control):
+    """The same file seen through a server declared to answer in New York time is 5 hours later in
+    UTC (November: UTC-5) than through one declared UTC; the settle check uses the converted time."""
+    put(drop, "sales_tz.csv", b"id,amount\n1,9.99\n")
+    extract()
+    (utc_row,) = control.query(
+        "SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,)
+    )
+    control.query("DELETE FROM etl.source_file WHERE source = %s", (source_name,))
+    control.query("DELETE FROM etl.landed_object WHERE source = %s", (source_name,))
+
+    extract(server_timezone="America/New_York")
+    (zoned_row,) = control.query(
+        "SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,)
+    )
+    assert zoned_row[0] - utc_row[0] == timedelta(hours=5)
+    with pytest.raises(ZoneInfoNotFoundError):
+        extract(server_timezone="Mars/Olympus_Mons")

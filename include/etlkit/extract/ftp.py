@@ -24,8 +24,10 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from airflow.sdk import BaseOperator
 
@@ -51,6 +53,13 @@ class FtpExtractError(RuntimeError):
     """The FTP drop could not be read, or some of its files could not be landed (see the message)."""
 
 
+def to_utc(server_time: datetime, zone: ZoneInfo) -> datetime:
+    """A naive server time in ``zone`` as naive UTC (the ledger's clock)."""
+    if zone.key == "UTC":
+        return server_time
+    return server_time.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+
+
 class FtpFileExtractOperator(BaseOperator):
     """Land every settled file of an FTP directory matching ``pattern`` that is not landed yet.
 
@@ -68,6 +77,9 @@ class FtpFileExtractOperator(BaseOperator):
         later and a file whose size or time moved is left for a later run (for writers that keep
         the modification time unchanged, or servers whose clock is not to be trusted).
     :param timeout: seconds before a silent FTP control or data connection is given up.
+    :param server_timezone: the zone of the server's MDTM times (an IANA name). RFC 3659 says UTC,
+        but some servers answer in their local time; the times are converted to UTC here, so the
+        settle check and a file's version mean the same whatever the server's habit.
     """
 
     template_fields: Sequence[str] = ("bucket", "remote_dir", "pattern")
@@ -86,11 +98,13 @@ class FtpFileExtractOperator(BaseOperator):
         settle_seconds: float = 60,
         stable_check_seconds: float = 0,
         timeout: float = 60,
+        server_timezone: str = "UTC",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if settle_seconds < 0 or stable_check_seconds < 0:
             raise ValueError("settle_seconds and stable_check_seconds cannot be negative")
+        self.server_zone = ZoneInfo(server_timezone)  # an unknown zone fails when the DAG is parsed
         self.ftp_conn_id = ftp_conn_id
         self.remote_dir = remote_dir
         self.pattern = pattern
@@ -233,7 +247,7 @@ class FtpFileExtractOperator(BaseOperator):
             raise FtpExtractError(f"cannot read the size and time of {path!r}: {exc}") from exc
         if size is None:
             return None
-        return RemoteFile(path, size, modified_at)
+        return RemoteFile(path, size, to_utc(modified_at, self.server_zone))
 
     def _unstable(self, hook: FTPHook, candidates: Sequence[RemoteFile]) -> Iterable[tuple[RemoteFile, str]]:
         """The candidates whose size or time moved over ``stable_check_seconds``, with why."""

@@ -41,7 +41,7 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "ftp": (
         frozenset({"conn_id", "remote_dir", "pattern"}),
-        frozenset({"settle_seconds", "stable_check_seconds"}),
+        frozenset({"settle_seconds", "stable_check_seconds", "server_timezone"}),
     ),
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }

@@ -106,7 +106,9 @@ def _http(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
 
 def _ftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     extra = {
-        k: feed.option(k) for k in ("settle_seconds", "stable_check_seconds") if feed.option(k) is not None
+        k: feed.option(k)
+        for k in ("settle_seconds", "stable_check_seconds", "server_timezone")
+        if feed.option(k) is not None
     }
     return FtpFileExtractOperator(
         ftp_conn_id=feed.option("conn_id"),
