@@ -13,25 +13,26 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.providers.common.sql.operators.sql import SQLCheckOperator, SQLExecuteQueryOperator
+from airflow.providers.common.sql.operators.sql import SQLCheckOperator
 from airflow.sdk import Asset, BaseOperator, task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
-from include.etlkit.paths import SQL_DIR
+from include.etlkit.load.operators import WarehouseScriptOperator
+from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
 from include.etlkit.pipelines.config import load_pipeline
 from include.etlkit.retail.customers import UnifyCustomersOperator
 
 CONFIG = load_pipeline("retail")
 SOURCE = CONFIG.source
-WAREHOUSE_CONN_ID = "warehouse"
 START = CONFIG.start
 INGEST_SCHEDULE = CronDataIntervalTimetable(CONFIG.ingest_schedule, timezone="UTC")
 DROPS_SCHEDULE = CronDataIntervalTimetable(CONFIG.drops_schedule, timezone="UTC")
-TEMPLATE_SEARCHPATH = [str(SQL_DIR / "postgres")]
+# The load DAG's SQL is per dialect (sql/<dialect>/), chosen when its tasks run: no searchpath.
+TEMPLATE_SEARCHPATH: list[str] = []
 
 LANDED = Asset(name="retail_landed", uri="s3://ingestion/retail", group="retail")
 PROCESSED = Asset(name="retail_processed", uri="s3://processed/retail", group="retail")
@@ -93,11 +94,9 @@ def validate_landed() -> BaseOperator:
 # -- retail_load -----------------------------------------------------------------------------------
 
 
-def ensure_core_tables() -> SQLExecuteQueryOperator:
-    return SQLExecuteQueryOperator(
-        task_id="ensure_core_tables",
-        conn_id=WAREHOUSE_CONN_ID,
-        sql=["retail/core.sql", "retail/dedup.sql"],
+def ensure_core_tables() -> WarehouseScriptOperator:
+    return WarehouseScriptOperator(
+        task_id="ensure_core_tables", scripts=["retail/core.sql", "retail/dedup.sql"]
     )
 
 
@@ -107,14 +106,12 @@ def load_processed() -> BaseOperator:
 
 def unify_customers() -> UnifyCustomersOperator:
     thresholds = CONFIG.settings.get("customer_matching", {})
-    return UnifyCustomersOperator(task_id="unify_customers", conn_id=WAREHOUSE_CONN_ID, **thresholds)
+    return UnifyCustomersOperator(task_id="unify_customers", **thresholds)
 
 
-def add_sale_dates() -> SQLExecuteQueryOperator:
+def add_sale_dates() -> WarehouseScriptOperator:
     """Every date a sale falls on gets its row in the conformed ``core.dim_date``."""
-    return SQLExecuteQueryOperator(
-        task_id="add_sale_dates", conn_id=WAREHOUSE_CONN_ID, sql="retail/dim_date.sql"
-    )
+    return WarehouseScriptOperator(task_id="add_sale_dates", scripts="retail/dim_date.sql")
 
 
 # (check name, SQL that is true when the warehouse is right)
@@ -168,7 +165,5 @@ def quality_checks() -> None:
         SQLCheckOperator(task_id=name, conn_id=WAREHOUSE_CONN_ID, sql=check)
 
 
-def publish_marts() -> SQLExecuteQueryOperator:
-    return SQLExecuteQueryOperator(
-        task_id="publish_marts", conn_id=WAREHOUSE_CONN_ID, sql="retail/marts.sql", outlets=[WAREHOUSE]
-    )
+def publish_marts() -> WarehouseScriptOperator:
+    return WarehouseScriptOperator(task_id="publish_marts", scripts="retail/marts.sql", outlets=[WAREHOUSE])

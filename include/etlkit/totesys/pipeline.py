@@ -15,7 +15,6 @@ from typing import Any
 from airflow.providers.common.sql.operators.sql import (
     SQLCheckOperator,
     SQLColumnCheckOperator,
-    SQLExecuteQueryOperator,
     SQLTableCheckOperator,
 )
 from airflow.sdk import Asset, Variable, task, task_group
@@ -25,23 +24,22 @@ from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.extract.base import TableSpec
 from include.etlkit.extract.postgres import PostgresTableExtractOperator
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
-from include.etlkit.load.operators import LoadProcessedOperator
-from include.etlkit.load.postgres import TableLoad
-from include.etlkit.paths import SQL_DIR
+from include.etlkit.load.operators import LoadProcessedOperator, WarehouseScriptOperator
+from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID, TableLoad
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.totesys.operators import TotesysTransformOperator
 from include.etlkit.totesys.transform import FACTS, LOAD_ORDER
 
 SOURCE = "totesys"
 SOURCE_CONN_ID = "totesys"
-WAREHOUSE_CONN_ID = "warehouse"
 INGESTION_BUCKET = "{{ var.value.ingestion_bucket }}"
 PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
 
 START = datetime(2024, 11, 1, tzinfo=UTC)
 INGEST_SCHEDULE = CronDataIntervalTimetable("*/30 * * * *", timezone="UTC")
 RECONCILE_SCHEDULE = CronDataIntervalTimetable("15 2 * * *", timezone="UTC")
-TEMPLATE_SEARCHPATH = [str(SQL_DIR / "postgres")]
+# The load DAG's SQL is per dialect (sql/<dialect>/), chosen when its tasks run: no searchpath.
+TEMPLATE_SEARCHPATH: list[str] = []
 
 LANDED = Asset(name="totesys_landed", uri="s3://ingestion/totesys", group="totesys")
 PROCESSED = Asset(name="totesys_processed", uri="s3://processed/totesys", group="totesys")
@@ -186,16 +184,12 @@ def transform_landed() -> TotesysTransformOperator:
 # -- totesys_load ---------------------------------------------------------------------------------
 
 
-def ensure_core_tables() -> SQLExecuteQueryOperator:
-    return SQLExecuteQueryOperator(
-        task_id="ensure_core_tables", conn_id=WAREHOUSE_CONN_ID, sql="totesys/core.sql"
-    )
+def ensure_core_tables() -> WarehouseScriptOperator:
+    return WarehouseScriptOperator(task_id="ensure_core_tables", scripts="totesys/core.sql")
 
 
 def load_processed() -> LoadProcessedOperator:
-    return LoadProcessedOperator(
-        task_id="load_processed", source=SOURCE, tables=TABLE_LOADS, conn_id=WAREHOUSE_CONN_ID
-    )
+    return LoadProcessedOperator(task_id="load_processed", source=SOURCE, tables=TABLE_LOADS)
 
 
 @task_group(group_id="quality_checks")
@@ -238,7 +232,5 @@ def quality_checks() -> None:
         )
 
 
-def publish_marts() -> SQLExecuteQueryOperator:
-    return SQLExecuteQueryOperator(
-        task_id="publish_marts", conn_id=WAREHOUSE_CONN_ID, sql="totesys/marts.sql", outlets=[WAREHOUSE]
-    )
+def publish_marts() -> WarehouseScriptOperator:
+    return WarehouseScriptOperator(task_id="publish_marts", scripts="totesys/marts.sql", outlets=[WAREHOUSE])
