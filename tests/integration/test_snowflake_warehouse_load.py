@@ -669,3 +669,23 @@ def test_customer_monthly_totals_per_currency_and_in_gbp(retail):
         ),
         (100, "Jo Bloggs", "1 High St", "0113", dt.date(2024, 4, 1), "EUR", Decimal("3.00"), Decimal("2.50")),
     ]
+
+
+def test_the_script_task_runs_the_sql_of_the_dialect_the_variable_chooses(account, monkeypatch):
+    from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
+
+    from include.etlkit.load.operators import WarehouseScriptOperator
+
+    monkeypatch.setenv("AIRFLOW_VAR_WAREHOUSE_CONN_ID", CONN_ID)
+    task = WarehouseScriptOperator(
+        task_id="ensure_core_tables", scripts=["retail/core.sql", "retail/dedup.sql"]
+    )
+
+    task.execute({})
+
+    tables = SnowflakeHook(snowflake_conn_id=CONN_ID).get_records(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'CORE' ORDER BY 1"
+    )
+    assert {"DIM_STORE", "FACT_SALE", "CUSTOMER_XREF", "CUSTOMER_MATCH_REVIEW"} <= {
+        name for (name,) in tables
+    }
