@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, TableLoad
+from include.etlkit.storage import ImmutableStore
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -95,8 +96,6 @@ class PostgresWarehouse:
 
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """Download ``s3://bucket/key`` and load it (load id: the key); see :meth:`load_parquet`."""
-        from include.etlkit.storage import ImmutableStore
-
         with tempfile.TemporaryDirectory(prefix="load-") as tmp:
             local = ImmutableStore(self.aws_conn_id).download(bucket, key, Path(tmp) / "object.parquet")
             return self.load_parquet(spec, local, load_id=key)

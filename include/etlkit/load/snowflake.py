@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from include.etlkit.load.warehouse import LOAD_ID, TableLoad
+from include.etlkit.storage import ImmutableStore
 
 ORDINAL = "_ordinal"
 LOADED_AT = "_loaded_at"
@@ -245,8 +246,6 @@ class SnowflakeWarehouse:
 
 def parquet_schema(bucket: str, key: str, aws_conn_id: str = "aws_default") -> pa.Schema:
     """The Arrow schema of a Parquet object in S3, from its footer alone (two ranged GETs, not the object)."""
-    from include.etlkit.storage import ImmutableStore
-
     client = ImmutableStore(aws_conn_id).client
     tail = client.get_object(Bucket=bucket, Key=key, Range="bytes=-8")["Body"].read()
     if len(tail) != 8 or tail[4:] != b"PAR1":
