@@ -208,32 +208,23 @@ class SnowflakeWarehouse:
 
     def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
         """Create ``landing.<table>`` from the processed schema (columns nullable, plus the load columns)."""
-        columns = [f"{quote(f.name)} {snowflake_type(f.type)}" for f in schema]
-        columns.append(f"{quote(LOAD_ID)} VARCHAR NOT NULL")
-        columns.append(f"{quote(ORDINAL)} NUMBER(19,0) NOT NULL")
-        columns.append(f"{quote(LOADED_AT)} TIMESTAMP_LTZ NOT NULL")
         conn = self._connect()
         try:
-            cur = conn.cursor()
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.landing_schema)}")
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {qualified(spec.landing_schema, spec.warehouse_table)} "
-                f"({', '.join(columns)})"
-            )
+            _create_landing(conn.cursor(), spec, schema)
         finally:
             conn.close()
 
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
-        """COPY the object into landing (once), then MERGE its rows into core.
+        """COPY the object into landing (once), then MERGE its rows into core, on one connection.
 
         Returns (rows of the object in landing, core rows inserted or updated).
         """
         schema = parquet_schema(bucket, key, self.aws_conn_id)
-        self.ensure_landing(spec, schema)
         landing = qualified(spec.landing_schema, spec.warehouse_table)
         conn = self._connect()
         try:
             cur = conn.cursor()
+            _create_landing(cur, spec, schema)
             self.landing_copy(cur, landing, bucket, key)
             cur.execute(f"SELECT count(*) FROM {landing} WHERE {quote(LOAD_ID)} = %s", (key,))
             rows = int(cur.fetchone()[0])
@@ -242,6 +233,16 @@ class SnowflakeWarehouse:
             return rows, merged
         finally:
             conn.close()
+
+
+def _create_landing(cur: Any, spec: TableLoad, schema: pa.Schema) -> None:
+    columns = [f"{quote(f.name)} {snowflake_type(f.type)}" for f in schema]
+    columns.append(f"{quote(LOAD_ID)} VARCHAR NOT NULL")
+    columns.append(f"{quote(ORDINAL)} NUMBER(19,0) NOT NULL")
+    columns.append(f"{quote(LOADED_AT)} TIMESTAMP_LTZ NOT NULL")
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.landing_schema)}")
+    landing = qualified(spec.landing_schema, spec.warehouse_table)
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {landing} ({', '.join(columns)})")
 
 
 def parquet_schema(bucket: str, key: str, aws_conn_id: str = "aws_default") -> pa.Schema:
