@@ -32,7 +32,7 @@ from include.etlkit.load.snowflake import (
     quote,
     snowflake_type,
 )
-from include.etlkit.load.warehouse import LOAD_ID, TableLoad, warehouse_for
+from include.etlkit.load.warehouse import LOAD_ID, TableLoad, Warehouse, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from tests.conftest import s3_client
 from tests.integration.fakesnow_support import (
@@ -500,6 +500,7 @@ def test_the_warehouse_is_chosen_by_the_connection_type_and_the_variable(monkeyp
         "snowflake",
     )
     assert isinstance(snowflake.landing_copy, ExternalStageCopy)
+    assert isinstance(postgres, Warehouse) and isinstance(snowflake, Warehouse)  # one interface
     assert snowflake.landing_copy.stage == "etl.processed_zone"  # the connection's extra names the stage
     with pytest.raises(ValueError, match="'wh_http' is of type 'http'"):
         warehouse_for("wh_http")

@@ -74,22 +74,26 @@ class Warehouse(Protocol):
     """What the pipelines need from a warehouse, whatever its dialect."""
 
     conn_id: str
-    dialect: str  # the folder of sql/ holding this warehouse's DDL, merges' helpers and marts
+    dialect: str  # the folder of sql/ holding this warehouse's DDL, dim_date, dedup tables and marts
 
     def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
         """Create ``landing.<table>`` for objects of this Arrow schema (plus the load columns)."""
+        ...
 
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """Land processed object ``s3://bucket/key`` once and merge it into core.
 
         Returns (rows of the object, core rows inserted or updated). The load id is ``key``.
         """
+        ...
 
     def run_script(self, script: str) -> None:
         """Run a script of several statements (a file of ``sql/<dialect>/``)."""
+        ...
 
     def session(self) -> AbstractContextManager[Any]:
         """A DB-API cursor in one transaction: committed on success, rolled back on an error."""
+        ...
 
 
 def warehouse_conn_id() -> str:
