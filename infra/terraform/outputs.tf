@@ -45,3 +45,8 @@ output "connection_secret_names" {
   description = "Secrets whose values are set out of band (aws secretsmanager put-secret-value)."
   value       = { for id, secret in aws_secretsmanager_secret.connection : id => secret.name if id != "aws_default" }
 }
+
+output "snowflake_processed_stage" {
+  description = "The external stage the Snowflake loader copies from (connection extra processed_stage), when Snowflake is enabled."
+  value       = var.snowflake_enabled ? "${var.snowflake_database}.LANDING.PROCESSED" : null
+}

@@ -186,3 +186,15 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "snowflake_enabled" {
+  description = "Declare the Snowflake side of the warehouse (snowflake.tf): storage integration, external stage over the processed bucket, and the read-only IAM role Snowflake assumes."
+  type        = bool
+  default     = false
+}
+
+variable "snowflake_database" {
+  description = "Snowflake database of the warehouse (schemas LANDING, CORE, MART); the external stage is created in its LANDING schema."
+  type        = string
+  default     = "WAREHOUSE"
+}

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 from psycopg import sql
 
-from include.etlkit.load.postgres import LOAD_ID, PostgresWarehouse, TableLoad
+from include.etlkit.load.postgres import PostgresWarehouse
+from include.etlkit.load.warehouse import LOAD_ID, TableLoad
 from infra.local import settings
 
 pytestmark = pytest.mark.integration

@@ -413,3 +413,43 @@ def test_checkov_finds_no_failed_check() -> None:
     assert summary["parsing_errors"] == 0
     assert summary["resource_count"] >= 40 and summary["passed"] >= 100, summary  # it really scanned
     assert elapsed < 300, f"checkov took {elapsed:.0f} s"
+
+
+# -- Snowflake ---------------------------------------------------------------------------------------
+
+
+def test_snowflake_reads_the_processed_bucket_through_a_storage_integration_and_a_read_only_role() -> None:
+    integration = resource("snowflake_storage_integration", "processed")
+    assert integration["storage_provider"] == "S3" and integration["type"] == "EXTERNAL_STAGE"
+    assert integration["storage_aws_role_arn"] == "${local.snowflake_reader_role_arn}"
+    assert integration["storage_allowed_locations"] == ["${local.processed_bucket_url}"]
+    stage = resource("snowflake_stage", "processed")
+    assert (stage["schema"], stage["name"], stage["url"]) == (
+        "LANDING",
+        "PROCESSED",
+        "${local.processed_bucket_url}",
+    )
+    assert stage["storage_integration"] == "${snowflake_storage_integration.processed[0].name}"
+
+    (trust,) = configuration()["data"]["aws_iam_policy_document"]["snowflake_assume"]["statement"]
+    assert trust["principals"][0]["identifiers"] == [
+        "${snowflake_storage_integration.processed[0].storage_aws_iam_user_arn}"
+    ]
+    assert trust["condition"][0]["values"] == [
+        "${snowflake_storage_integration.processed[0].storage_aws_external_id}"
+    ]
+    read = configuration()["data"]["aws_iam_policy_document"]["snowflake_read"]["statement"]
+    actions = {action for statement in read for action in statement["actions"]}
+    assert actions == {"s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:GetObjectVersion"} | {
+        "kms:Decrypt",
+        "kms:DescribeKey",
+    }
+    resources = {arn for statement in read for arn in statement["resources"]}
+    assert resources == {
+        '${aws_s3_bucket.etl["processed"].arn}',
+        '${aws_s3_bucket.etl["processed"].arn}/*',
+        "${aws_kms_key.etl.arn}",
+    }
+    (settings_block,) = configuration()["terraform"]
+    (providers,) = settings_block["required_providers"]
+    assert providers["snowflake"] == {"source": "snowflakedb/snowflake", "version": "~> 2.0"}

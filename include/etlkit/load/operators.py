@@ -1,10 +1,14 @@
-"""The load step: every processed object not yet loaded, into the warehouse, table by table."""
+"""The warehouse tasks: load processed objects, and run a script of ``sql/<dialect>/``.
+
+Both pick the warehouse when the task runs (the ``warehouse_conn_id`` Variable, unless a task names
+its connection), so one DAG serves PostgreSQL and Snowflake alike. The quality checks use
+common-sql's check operators directly: their ``conn_id`` is a templated field, and
+:data:`include.etlkit.load.warehouse.WAREHOUSE_CONN_ID` renders to the same Variable.
+"""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -12,19 +16,22 @@ from airflow.sdk import BaseOperator
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.files.status import FileStatusStore
-from include.etlkit.load.postgres import PostgresWarehouse, TableLoad
-from include.etlkit.storage import ImmutableStore
+from include.etlkit.load.warehouse import TableLoad, warehouse_for
+from include.etlkit.paths import SQL_DIR
 
 
 class LoadProcessedOperator(BaseOperator):
     """Load a source's pending processed objects into the warehouse, in ``tables`` order.
 
     Dimensions come first so the facts' foreign keys resolve. Each object is marked loaded right after
-    its own transaction commits (in the ledger, and in ``etl.file_status`` when it holds the valid
+    the warehouse has merged it (in the ledger, and in ``etl.file_status`` when it holds the valid
     rows of a validated file); one that fails stays pending for the next try, and loading an
-    object twice changes nothing (see :mod:`include.etlkit.load.postgres`).
+    object twice changes nothing (see :mod:`include.etlkit.load.warehouse`).
+
+    :param conn_id: the warehouse connection; default: the ``warehouse_conn_id`` Variable at run time.
     """
 
+    template_fields: Sequence[str] = ("conn_id",)
     ui_color = "#e6dcf3"
 
     def __init__(
@@ -32,15 +39,13 @@ class LoadProcessedOperator(BaseOperator):
         *,
         source: str,
         tables: Sequence[TableLoad],
-        conn_id: str = "warehouse",
-        aws_conn_id: str = "aws_default",
+        conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.tables = list(tables)
         self.conn_id = conn_id
-        self.aws_conn_id = aws_conn_id
 
     def execute(self, context: Any) -> dict[str, int]:
         ledger = Ledger()
@@ -50,28 +55,54 @@ class LoadProcessedOperator(BaseOperator):
         unknown = sorted({o.table_name for o in pending} - known)
         if unknown:
             raise ValueError(f"processed objects for tables this load does not know: {unknown}")
-        warehouse = PostgresWarehouse(self.conn_id)
-        store = ImmutableStore(self.aws_conn_id)
+        warehouse = warehouse_for(self.conn_id or None)
+        self.log.info("loading into the %s warehouse of connection %r", warehouse.dialect, warehouse.conn_id)
         merged: dict[str, int] = {}
         rows_in = 0
-        with tempfile.TemporaryDirectory(prefix="load-") as tmp:
-            for spec in self.tables:
-                for obj in (o for o in pending if o.table_name == spec.name):
-                    local = store.download(obj.bucket, obj.key, Path(tmp) / "object.parquet")
-                    rows, changed = warehouse.load_parquet(spec, local, load_id=obj.key)
-                    ledger.mark_loaded([obj], context["run_id"])
-                    files.mark_loaded([obj.key], context["run_id"])  # validated files: now 'loaded'
-                    rows_in += rows
-                    merged[spec.name] = merged.get(spec.name, 0) + changed
-                    self.log.info(
-                        "%s: %d rows from s3://%s/%s, %d merged into core",
-                        spec.name,
-                        rows,
-                        obj.bucket,
-                        obj.key,
-                        changed,
-                    )
+        for spec in self.tables:
+            for obj in (o for o in pending if o.table_name == spec.name):
+                rows, changed = warehouse.load_object(spec, obj.bucket, obj.key)
+                ledger.mark_loaded([obj], context["run_id"])
+                files.mark_loaded([obj.key], context["run_id"])  # validated files: now 'loaded'
+                rows_in += rows
+                merged[spec.name] = merged.get(spec.name, 0) + changed
+                self.log.info(
+                    "%s: %d rows from s3://%s/%s, %d merged into core",
+                    spec.name,
+                    rows,
+                    obj.bucket,
+                    obj.key,
+                    changed,
+                )
         if not pending:
             self.log.info("nothing processed and not yet loaded for %s", self.source)
         report_rows(context, rows_in=rows_in, rows_out=sum(merged.values()))
         return merged
+
+
+class WarehouseScriptOperator(BaseOperator):
+    """Run ``sql/<dialect>/<script>`` (DDL, marts, dim_date...) on the warehouse chosen at run time.
+
+    ``SQLExecuteQueryOperator`` takes its SQL from the DAG's ``template_searchpath``, one folder
+    fixed when the DAG is parsed; the dialect is only known once the connection is, so this
+    operator reads the file itself. Scripts are idempotent (``IF NOT EXISTS``, ``CREATE OR
+    REPLACE VIEW``, inserts of what is missing), so a retry is safe.
+
+    :param scripts: paths under ``sql/<dialect>/``, run in order (``"totesys/core.sql"``, say).
+    :param conn_id: the warehouse connection; default: the ``warehouse_conn_id`` Variable at run time.
+    """
+
+    template_fields: Sequence[str] = ("conn_id",)
+    ui_color = "#ede6f6"
+
+    def __init__(self, *, scripts: str | Sequence[str], conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scripts = [scripts] if isinstance(scripts, str) else list(scripts)
+        self.conn_id = conn_id
+
+    def execute(self, context: Any) -> None:
+        warehouse = warehouse_for(self.conn_id or None)
+        for script in self.scripts:
+            path = SQL_DIR / warehouse.dialect / script
+            self.log.info("running %s on connection %r", path.relative_to(SQL_DIR), warehouse.conn_id)
+            warehouse.run_script(path.read_text())

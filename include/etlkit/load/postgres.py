@@ -15,50 +15,19 @@ even though the warehouse and the control tables are different databases.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-LOAD_ID = "_load_id"
-BATCH_ROWS = 100_000  # rows per COPY batch: bounds memory whatever an object's size
-
-
-@dataclass(frozen=True)
-class TableLoad:
-    """How one processed table is loaded: its key columns and ``upsert`` or ``versions``.
-
-    ``name`` is the processed objects' table name (the ledger's); ``table`` the warehouse table in
-    both ``landing`` and ``core`` when it differs (a feed ``store`` loaded as ``dim_store``, say).
-    ``landing_only`` columns are kept in ``landing`` for lineage (a file's row number, say) but not
-    merged into ``core``. ``version`` names a column that orders a row's versions: an upsert then
-    never replaces a row with an older version of it, whatever order the objects are loaded in.
-    """
-
-    name: str
-    key: tuple[str, ...]
-    merge: str  # "upsert" (dimensions) or "versions" (facts keeping history)
-    landing_schema: str = "landing"
-    core_schema: str = "core"
-    table: str | None = None
-    landing_only: tuple[str, ...] = ()
-    version: str | None = None  # upsert only: a column ordering versions (``updated_at``, say)
-
-    def __post_init__(self) -> None:
-        if self.merge not in ("upsert", "versions"):
-            raise ValueError(f"{self.name}: merge must be 'upsert' or 'versions', not {self.merge!r}")
-        if set(self.key) & set(self.landing_only):
-            raise ValueError(f"{self.name}: a key column cannot be landing-only")
-        if self.version is not None and self.merge != "upsert":
-            raise ValueError(f"{self.name}: a version column only applies to merge='upsert'")
-
-    @property
-    def warehouse_table(self) -> str:
-        return self.table or self.name
+from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, TableLoad
+from include.etlkit.storage import ImmutableStore
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -84,10 +53,18 @@ def postgres_type(arrow_type: pa.DataType) -> str:
 
 
 class PostgresWarehouse:
-    """Writes to the warehouse through a PostgreSQL Airflow connection (``warehouse`` by default)."""
+    """Writes to the warehouse through a PostgreSQL Airflow connection (``warehouse`` by default).
 
-    def __init__(self, conn_id: str = "warehouse") -> None:
+    A processed object is downloaded from S3 (``aws_conn_id``) to a temporary file and streamed
+    from there: PostgreSQL cannot read S3 itself (RDS's ``aws_s3`` extension is not in every
+    PostgreSQL, and not in the local one).
+    """
+
+    dialect = "postgres"  # the folder of sql/ holding this warehouse's DDL and marts
+
+    def __init__(self, conn_id: str = "warehouse", aws_conn_id: str = "aws_default") -> None:
         self.conn_id = conn_id
+        self.aws_conn_id = aws_conn_id
 
     def _connect(self):
         from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -102,6 +79,26 @@ class PostgresWarehouse:
             conn.commit()
         finally:
             conn.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """A cursor in one transaction: committed when the block ends, rolled back when it raises."""
+        conn = self._connect()
+        try:
+            with conn.cursor() as cur:
+                yield cur
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.close()
+
+    def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
+        """Download ``s3://bucket/key`` and load it (load id: the key); see :meth:`load_parquet`."""
+        with tempfile.TemporaryDirectory(prefix="load-") as tmp:
+            local = ImmutableStore(self.aws_conn_id).download(bucket, key, Path(tmp) / "object.parquet")
+            return self.load_parquet(spec, local, load_id=key)
 
     def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
         """Create ``landing.<table>`` from the processed schema (all columns nullable, plus ``_load_id``)."""

@@ -1,70 +1,61 @@
-"""Load processed Parquet into a Snowflake warehouse: ``landing`` copies, then ``core`` by key.
+"""Load processed Parquet into Snowflake as Snowflake users load it: COPY from an external stage, then MERGE.
 
-The same contract as :mod:`include.etlkit.load.postgres`, through the Snowflake provider's
-``SnowflakeHook`` (the connection, ``snowflake_default`` by default, comes from Airflow):
+The same contract as :mod:`include.etlkit.load.postgres` (see :mod:`include.etlkit.load.warehouse`),
+through the Snowflake provider's ``SnowflakeHook`` (so key-pair authentication, ``private_key_file``
+or ``private_key_content`` in the connection's extras, works as the provider documents it).
 
-1. Outside the transaction, because Snowflake commits before every DDL statement: the object's rows
-   go, batch by batch, into gzip-compressed CSV parts that are ``PUT`` to a temporary stage and
-   ``COPY``-ed into a temporary table, each row numbered by its place in the object (``_ordinal``).
-2. One transaction: the landing rows of the same ``_load_id`` are deleted and the object's rows
-   inserted in their place, then ``core`` is merged from exactly those rows. One row per key
-   goes in, the last one in the object (``QUALIFY ROW_NUMBER() OVER (PARTITION BY key ORDER BY
-   _ordinal DESC) = 1``):
+Per processed object ``s3://<processed bucket>/<key>``:
 
-   - ``merge="upsert"``: rows whose values differ are updated, new keys inserted;
+1. ``COPY INTO landing.<table> FROM @<stage>/<key> FILE_FORMAT = (TYPE = PARQUET)
+   MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE``, the stage being an external stage over the processed
+   bucket (a storage integration: ``infra/terraform/snowflake.tf``, ``docs/warehouses.md``). Each row
+   also gets its load id (``METADATA$FILENAME``: the key, the stage pointing at the bucket's root),
+   its row number in the object (``_ordinal``) and the scan time (``_loaded_at``). Snowflake's load
+   history keeps a file loaded once: a retry, or a rerun within the history's 64 days, copies
+   nothing again.
+2. One ``MERGE`` into ``core`` from exactly that object's landing rows, the last row per key winning
+   (``QUALIFY ROW_NUMBER() OVER (PARTITION BY key ORDER BY _ordinal DESC) = 1``):
+
+   - ``merge="upsert"``: rows whose values differ are updated (only to an equal or newer ``version``
+     when the spec names one), new keys inserted;
    - ``merge="versions"``: a (key..., row_hash) not there yet is inserted, nothing is updated.
 
-Loading the same object twice therefore leaves both schemas as they were.
+The two statements need no explicit transaction: COPY is idempotent through the load history and the
+MERGE through its own semantics, and each is atomic. A failed MERGE leaves the object in landing;
+the retry's COPY skips the file and its MERGE reads the same rows. (Loading the object again
+therefore changes nothing in either schema.)
+
+The COPY is the one statement the tests cannot run: fakesnow has no external stages over S3 and no
+``INCLUDE_METADATA``. It is built by :func:`copy_into_landing_sql` (unit-tested as text) and run by
+the ``landing_copy`` strategy the warehouse is given; production uses :class:`ExternalStageCopy`,
+and the tests pass one that lands the same Parquet object through a COPY fakesnow can run.
+Everything else, the landing DDL and the MERGE, runs on fakesnow as written here.
 
 Identifiers are upper-cased and double-quoted: ``dim_customer`` becomes ``"DIM_CUSTOMER"``, the
 name Snowflake gives an unquoted ``dim_customer``, so the DDL in ``sql/snowflake/`` and analysts'
 queries can write names unquoted and still meet the tables this loader writes.
-
-Why CSV rather than Parquet, and UPDATE + INSERT rather than one MERGE. The tests run on fakesnow
-0.11.16 (the release whose sqlglot matches MWAA's constraints), and what it cannot do shaped both:
-
-- fakesnow's ``PUT`` gzips every file whatever ``AUTO_COMPRESS`` says, and DuckDB cannot read a
-  gzipped Parquet file, so ``COPY ... FILE_FORMAT = (TYPE = PARQUET)`` from a stage fails. CSV
-  parts are gzipped by Snowflake's ``PUT`` too, and read back by both. Every non-null value is
-  quoted (``""`` is an empty string, an unquoted empty field is NULL), so ``ESCAPE_UNENCLOSED_FIELD``
-  never applies and the file format needs no option fakesnow lacks.
-- fakesnow runs ``MERGE`` through a temporary table whose bookkeeping writes to a second DuckDB
-  database: inside an explicit transaction that fails ("a single transaction can only write to a
-  single attached database"), and a MERGE that changes nothing crashes counting its rows. An
-  ``UPDATE ... FROM`` followed by ``INSERT ... WHERE NOT EXISTS`` in one transaction is the same
-  merge on Snowflake, and runs on both.
-- fakesnow cannot ``COPY`` into a schema-qualified temporary table, so the session first does
-  ``USE SCHEMA`` on the core schema and creates its temporary stage and table there. (Core rather
-  than landing because fakesnow keeps an IDENTITY column's sequence in the schema that was current
-  when the table was created, and looks it up in the current one: a core table with an IDENTITY
-  column, created from its own schema, can then be inserted into.)
-
-Other fakesnow differences the tests work around (Snowflake's behaviour is the one coded here):
-a quoted empty CSV field loads as NULL in fakesnow (DuckDB's ``allow_quoted_nulls``) but as ``''``
-in Snowflake; constraint violations surface as DuckDB exceptions, not
-``snowflake.connector.errors``; ``CREATE ... IF NOT EXISTS`` on a stage is not honoured (stages
-here are named per load instead). ``NULL_IF`` keeps Snowflake's default (``\\N``), because fakesnow
-rejects the option: a text value that is exactly ``\\N`` would land as NULL on Snowflake.
 """
 
 from __future__ import annotations
 
-import tempfile
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
+import re
+import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from include.etlkit.load.postgres import BATCH_ROWS, LOAD_ID, TableLoad
+from include.etlkit.load.warehouse import LOAD_ID, TableLoad
+from include.etlkit.storage import ImmutableStore
 
 ORDINAL = "_ordinal"
 LOADED_AT = "_loaded_at"
-PART_BYTES = 256 * 1024 * 1024  # uncompressed CSV per staged file: Snowflake loads parts in parallel
-CSV_FORMAT = "FILE_FORMAT = (TYPE = CSV FIELD_OPTIONALLY_ENCLOSED_BY = '\"')"
+DEFAULT_STAGE = "landing.processed"  # the external stage over the processed bucket's root
+# Characters a processed key may have to be written unquoted in a stage path (keys are
+# ``<source>/<table>/.../<name>-<sha256 prefix>.parquet``).
+STAGE_PATH = re.compile(r"^[A-Za-z0-9_./=-]+$")
 
 
 def quote(name: str) -> str:
@@ -74,11 +65,6 @@ def quote(name: str) -> str:
 
 def qualified(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
-
-
-def literal(value: str) -> str:
-    """A Snowflake string literal (for PUT, which takes no bind parameters)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def snowflake_type(arrow_type: pa.DataType) -> str:
@@ -106,16 +92,90 @@ def snowflake_type(arrow_type: pa.DataType) -> str:
     return "VARCHAR"
 
 
+def copy_into_landing_sql(landing: str, stage: str, key: str) -> str:
+    """The COPY that lands one processed object from the external stage (Snowflake's own Parquet load).
+
+    ``MATCH_BY_COLUMN_NAME`` maps the Parquet columns onto the landing table by name, whatever their
+    order; ``INCLUDE_METADATA`` fills the load columns (the stage points at the bucket's root, so
+    ``METADATA$FILENAME`` is the object's key, the load id PostgreSQL and the ledger use too).
+    ``ON_ERROR = ABORT_STATEMENT``: an object lands whole or not at all.
+    """
+    if not STAGE_PATH.match(key) or ".." in key:
+        raise ValueError(f"processed key {key!r} cannot be written as a stage path")
+    return (
+        f"COPY INTO {landing} FROM @{stage}/{key} "
+        "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE "
+        f"INCLUDE_METADATA = ({quote(LOAD_ID)} = METADATA$FILENAME, "
+        f"{quote(ORDINAL)} = METADATA$FILE_ROW_NUMBER, {quote(LOADED_AT)} = METADATA$START_SCAN_TIME) "
+        "ON_ERROR = ABORT_STATEMENT"
+    )
+
+
+class LandingCopy(Protocol):
+    """Lands processed object ``s3://bucket/key`` in table ``landing`` (a no-op if it was landed before)."""
+
+    def __call__(self, cur: Any, landing: str, bucket: str, key: str) -> None: ...
+
+
+class ExternalStageCopy:
+    """Production's landing copy: :func:`copy_into_landing_sql` through the external stage ``stage``."""
+
+    def __init__(self, stage: str = DEFAULT_STAGE) -> None:
+        self.stage = stage
+
+    def __call__(self, cur: Any, landing: str, bucket: str, key: str) -> None:
+        cur.execute(copy_into_landing_sql(landing, self.stage, key))
+
+
+def merge_sql(spec: TableLoad, names: Sequence[str]) -> str:
+    """The one MERGE of an object's landing rows (``_load_id`` bound as the only parameter) into core."""
+    core = qualified(spec.core_schema, spec.warehouse_table)
+    landing = qualified(spec.landing_schema, spec.warehouse_table)
+    cols = ", ".join(quote(n) for n in names)
+    key = ", ".join(quote(k) for k in spec.key)
+    source = (
+        f"(SELECT {cols} FROM {landing} WHERE {quote(LOAD_ID)} = %s "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {quote(ORDINAL)} DESC) = 1)"
+    )
+    on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in spec.key)
+    clauses = []
+    updates = [n for n in names if n not in spec.key]
+    if spec.merge == "upsert" and updates:
+        changed = " OR ".join(f"t.{quote(n)} IS DISTINCT FROM s.{quote(n)}" for n in updates)
+        # With a version column, an object loaded late never takes a row back to an older version.
+        newer = f" AND s.{quote(spec.version)} >= t.{quote(spec.version)}" if spec.version else ""
+        sets = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in updates)
+        clauses.append(f"WHEN MATCHED AND ({changed}){newer} THEN UPDATE SET {sets}")
+    values = ", ".join(f"s.{quote(n)}" for n in names)
+    clauses.append(f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})")
+    return f"MERGE INTO {core} AS t USING {source} AS s ON {on} " + " ".join(clauses)
+
+
 class SnowflakeWarehouse:
     """Writes to the warehouse through a Snowflake Airflow connection (``snowflake_default`` by default).
 
-    The connection names the account, database and warehouse; ``TableLoad`` names the schemas.
+    The connection names the account, database, role and virtual warehouse (and the external stage,
+    extra ``processed_stage``, default ``landing.processed``); ``TableLoad`` names the schemas.
     """
 
     dialect = "snowflake"  # the folder of sql/ holding this warehouse's DDL and marts
 
-    def __init__(self, conn_id: str = "snowflake_default") -> None:
+    def __init__(
+        self,
+        conn_id: str = "snowflake_default",
+        *,
+        landing_copy: LandingCopy | None = None,
+        aws_conn_id: str = "aws_default",
+    ) -> None:
         self.conn_id = conn_id
+        self.landing_copy = landing_copy or ExternalStageCopy()
+        self.aws_conn_id = aws_conn_id
+
+    @classmethod
+    def from_connection(cls, conn: Any, **kwargs: Any) -> SnowflakeWarehouse:
+        stage = (conn.extra_dejson or {}).get("processed_stage", DEFAULT_STAGE)
+        kwargs.setdefault("landing_copy", ExternalStageCopy(stage))
+        return cls(conn.conn_id, **kwargs)
 
     def _connect(self):
         from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
@@ -130,171 +190,68 @@ class SnowflakeWarehouse:
         finally:
             conn.close()
 
-    def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
-        """Create ``landing.<table>`` from the processed schema (all columns nullable, plus ``_load_id``)."""
-        columns = [f"{quote(f.name)} {snowflake_type(f.type)}" for f in schema]
-        columns.append(f"{quote(LOAD_ID)} VARCHAR NOT NULL")
-        columns.append(f"{quote(LOADED_AT)} TIMESTAMP_LTZ NOT NULL DEFAULT CURRENT_TIMESTAMP()")
+    @contextmanager
+    def session(self) -> Iterator[Any]:
+        """A cursor in one explicit transaction: committed when the block ends, rolled back if it raises."""
         conn = self._connect()
         try:
             cur = conn.cursor()
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.landing_schema)}")
-            cur.execute(
-                f"CREATE TABLE IF NOT EXISTS {qualified(spec.landing_schema, spec.warehouse_table)} "
-                f"({', '.join(columns)})"
-            )
-        finally:
-            conn.close()
-
-    def load_parquet(self, spec: TableLoad, path: Path, load_id: str) -> tuple[int, int]:
-        """Load a Parquet file batch by batch; returns (rows read, core rows inserted/updated)."""
-        parquet = pq.ParquetFile(path)
-        self.ensure_landing(spec, parquet.schema_arrow)
-        reader = pa.RecordBatchReader.from_batches(
-            parquet.schema_arrow, parquet.iter_batches(batch_size=BATCH_ROWS)
-        )
-        return parquet.metadata.num_rows, self.load(spec, reader, load_id)
-
-    def load(self, spec: TableLoad, rows: pa.Table | pa.RecordBatchReader, load_id: str) -> int:
-        """Land ``rows`` and merge them into core in one transaction; returns core rows inserted/updated.
-
-        ``rows`` may be a reader of record batches: each batch is written to a CSV part on disk and
-        the parts are PUT as they fill, so memory stays bounded by the batch size.
-        """
-        names = list(rows.schema.names)
-        batches = rows.to_batches(max_chunksize=BATCH_ROWS) if isinstance(rows, pa.Table) else rows
-        conn = self._connect()
-        try:
-            cur = conn.cursor()
-            incoming = self._stage_incoming(cur, spec, rows.schema, batches)
-            landing = qualified(spec.landing_schema, spec.warehouse_table)
-            cols = ", ".join(quote(n) for n in names)
             cur.execute("BEGIN")
             try:
-                cur.execute(f"DELETE FROM {landing} WHERE {quote(LOAD_ID)} = %s", (load_id,))
-                cur.execute(
-                    f"INSERT INTO {landing} ({cols}, {quote(LOAD_ID)}) SELECT {cols}, %s FROM {incoming}",
-                    (load_id,),
-                )
-                core_names = [n for n in names if n not in spec.landing_only]
-                merged = sum(
-                    _affected(cur, statement) for statement in self._merge(spec, core_names, incoming)
-                )
+                yield cur
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            return merged
         finally:
             conn.close()
 
-    @staticmethod
-    def _stage_incoming(
-        cur: Any, spec: TableLoad, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
-    ) -> str:
-        """COPY the rows, numbered in input order, into a temporary table; returns its name.
+    def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
+        """Create ``landing.<table>`` from the processed schema (columns nullable, plus the load columns)."""
+        conn = self._connect()
+        try:
+            _create_landing(conn.cursor(), spec, schema)
+        finally:
+            conn.close()
 
-        Temporary objects live as long as the session (this load's connection), so nothing is left
-        behind even when the load fails; the names are per load all the same.
+    def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
+        """COPY the object into landing (once), then MERGE its rows into core, on one connection.
+
+        Returns (rows of the object in landing, core rows inserted or updated).
         """
-        tag = uuid.uuid4().hex[:12].upper()
-        stage, incoming = quote(f"_ETL_STAGE_{tag}"), quote(f"_ETL_INCOMING_{tag}")
-        columns = [f"{quote(f.name)} {snowflake_type(f.type)}" for f in schema]
-        columns.append(f"{quote(ORDINAL)} NUMBER(19,0) NOT NULL")
-        cur.execute(f"USE SCHEMA {quote(spec.core_schema)}")
-        cur.execute(f"CREATE TEMPORARY STAGE {stage}")
-        cur.execute(f"CREATE TEMPORARY TABLE {incoming} ({', '.join(columns)})")
-        written = 0
-        with tempfile.TemporaryDirectory(prefix="snowflake-load-") as tmp:
-            for part, rows_so_far in _csv_parts(schema, batches, Path(tmp)):
-                cur.execute(f"PUT {literal(f'file://{part}')} @{stage} PARALLEL = 4")
-                part.unlink()  # on the stage now: disk, like memory, holds one part at a time
-                written = rows_so_far
-        if written:
-            cur.execute(
-                f"COPY INTO {incoming} FROM @{stage} {CSV_FORMAT} ON_ERROR = ABORT_STATEMENT PURGE = TRUE"
-            )
-            loaded = _copied_rows(cur)
-            if loaded != written:
-                raise RuntimeError(f"COPY loaded {loaded} rows into {incoming}, {written} were staged")
-        return incoming
-
-    @staticmethod
-    def _merge(spec: TableLoad, names: Sequence[str], incoming: str) -> list[str]:
-        """The core merge: an UPDATE of changed rows (upsert only), then an INSERT of new keys."""
-        core = qualified(spec.core_schema, spec.warehouse_table)
-        cols = ", ".join(quote(n) for n in names)
-        key = ", ".join(quote(k) for k in spec.key)
-        # One row per key from this object: the last one in it.
-        source = (
-            f"(SELECT {cols} FROM {incoming} "
-            f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {key} ORDER BY {quote(ORDINAL)} DESC) = 1)"
-        )
-        on = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in spec.key)
-        statements = []
-        updates = [n for n in names if n not in spec.key]
-        if spec.merge == "upsert" and updates:
-            sets = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in updates)
-            changed = " OR ".join(f"t.{quote(n)} IS DISTINCT FROM s.{quote(n)}" for n in updates)
-            statements.append(f"UPDATE {core} AS t SET {sets} FROM {source} AS s WHERE {on} AND ({changed})")
-        values = ", ".join(f"s.{quote(n)}" for n in names)
-        statements.append(
-            f"INSERT INTO {core} ({cols}) SELECT {values} FROM {source} AS s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {core} AS t WHERE {on})"
-        )
-        return statements
+        schema = parquet_schema(bucket, key, self.aws_conn_id)
+        landing = qualified(spec.landing_schema, spec.warehouse_table)
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            _create_landing(cur, spec, schema)
+            self.landing_copy(cur, landing, bucket, key)
+            cur.execute(f"SELECT count(*) FROM {landing} WHERE {quote(LOAD_ID)} = %s", (key,))
+            rows = int(cur.fetchone()[0])
+            cur.execute(merge_sql(spec, [n for n in schema.names if n not in spec.landing_only]), (key,))
+            merged = sum(int(value or 0) for value in cur.fetchone() or ())
+            return rows, merged
+        finally:
+            conn.close()
 
 
-def _csv_parts(
-    schema: pa.Schema, batches: Iterable[pa.RecordBatch], folder: Path
-) -> Iterator[tuple[Path, int]]:
-    """Write the batches, each row with its ``_ordinal``, into CSV parts of about ``PART_BYTES``.
-
-    Yields each part once it is complete, with the number of rows written so far. Every non-null
-    value is quoted: that keeps ``""`` (an empty string) apart from an empty field (NULL), and no
-    value is ever read unquoted.
-    """
-    options = pacsv.WriteOptions(include_header=False, quoting_style="all_valid")
-    numbered = schema.append(pa.field(ORDINAL, pa.int64()))
-    ordinal = 0
-    part = folder / "part.csv"
-    writer: pacsv.CSVWriter | None = None
-    try:
-        for batch in batches:
-            if not batch.num_rows:
-                continue
-            if writer is None:
-                part = folder / f"part-{ordinal:012d}.csv"
-                writer = pacsv.CSVWriter(part, numbered, write_options=options)
-            ordinals = pa.array(range(ordinal, ordinal + batch.num_rows), pa.int64())
-            writer.write_batch(pa.RecordBatch.from_arrays([*batch.columns, ordinals], schema=numbered))
-            ordinal += batch.num_rows
-            if part.stat().st_size >= PART_BYTES:
-                writer.close()
-                writer = None
-                yield part, ordinal
-        if writer is not None:
-            writer.close()
-            writer = None
-            yield part, ordinal
-    finally:
-        if writer is not None:
-            writer.close()
+def _create_landing(cur: Any, spec: TableLoad, schema: pa.Schema) -> None:
+    columns = [f"{quote(f.name)} {snowflake_type(f.type)}" for f in schema]
+    columns.append(f"{quote(LOAD_ID)} VARCHAR NOT NULL")
+    columns.append(f"{quote(ORDINAL)} NUMBER(19,0) NOT NULL")
+    columns.append(f"{quote(LOADED_AT)} TIMESTAMP_LTZ NOT NULL")
+    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.landing_schema)}")
+    landing = qualified(spec.landing_schema, spec.warehouse_table)
+    cur.execute(f"CREATE TABLE IF NOT EXISTS {landing} ({', '.join(columns)})")
 
 
-def _affected(cur: Any, statement: str) -> int:
-    """Rows an INSERT or UPDATE changed: the first column of the one row Snowflake returns for it.
-
-    (``cursor.rowcount`` would do on Snowflake, but fakesnow reports 1 for a statement that
-    changed nothing.)
-    """
-    cur.execute(statement)
-    row = cur.fetchone()
-    return int(row[0] or 0) if row else 0
-
-
-def _copied_rows(cur: Any) -> int:
-    """Rows a COPY loaded, summed over its per-file result rows."""
-    names = [d[0].lower() for d in cur.description]
-    position = names.index("rows_loaded")
-    return sum(int(row[position]) for row in cur.fetchall())
+def parquet_schema(bucket: str, key: str, aws_conn_id: str = "aws_default") -> pa.Schema:
+    """The Arrow schema of a Parquet object in S3, from its footer alone (two ranged GETs, not the object)."""
+    client = ImmutableStore(aws_conn_id).client
+    tail = client.get_object(Bucket=bucket, Key=key, Range="bytes=-8")["Body"].read()
+    if len(tail) != 8 or tail[4:] != b"PAR1":
+        raise ValueError(f"s3://{bucket}/{key} is not a Parquet file")
+    (footer_length,) = struct.unpack("<I", tail[:4])
+    footer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{footer_length + 8}")["Body"].read()
+    # A file made of the footer alone: enough for pyarrow to read the schema, no row group is touched.
+    return pq.read_schema(pa.BufferReader(b"PAR1" + footer))

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from include.etlkit.files.schema import SOURCE_ROW
-from include.etlkit.load.postgres import TableLoad
+from include.etlkit.load.warehouse import TableLoad
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 

@@ -213,8 +213,12 @@ def transform(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
     )
 
 
-def load(config: PipelineConfig, conn_id: str = "warehouse", **kwargs: Any) -> BaseOperator:
-    """Load every processed object not loaded yet into ``landing`` and ``core``, feed by feed."""
+def load(config: PipelineConfig, conn_id: str | None = None, **kwargs: Any) -> BaseOperator:
+    """Load every processed object not loaded yet into ``landing`` and ``core``, feed by feed.
+
+    The warehouse is the one ``warehouse_conn_id`` names when the task runs, unless ``conn_id`` says.
+    """
+    extra = {"conn_id": conn_id} if conn_id else {}
     return LoadProcessedOperator(
-        task_id="load_processed", source=config.source, tables=config.table_loads, conn_id=conn_id, **kwargs
+        task_id="load_processed", source=config.source, tables=config.table_loads, **extra, **kwargs
     )

@@ -28,7 +28,6 @@ from typing import Any
 from airflow.providers.common.sql.operators.sql import (
     SQLCheckOperator,
     SQLColumnCheckOperator,
-    SQLExecuteQueryOperator,
     SQLTableCheckOperator,
 )
 from airflow.sdk import Asset, BaseOperator, TaskGroup, Variable, task
@@ -37,13 +36,13 @@ from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
-from include.etlkit.paths import SQL_DIR
+from include.etlkit.load.operators import WarehouseScriptOperator
+from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
 from include.etlkit.pipelines.config import Model, PipelineConfig, load_pipeline
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import run_interval
 
-WAREHOUSE_CONN_ID = "warehouse"
 DROP_KINDS = ("s3_drop",)
 
 
@@ -68,7 +67,8 @@ class Pipeline:
             name=f"{self.source}_processed", uri=f"s3://processed/{self.source}", group=self.source
         )
         self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
-        self.template_searchpath = [str(SQL_DIR / "postgres")]
+        # The load's SQL is per dialect (sql/<dialect>/), read when its tasks run: no searchpath.
+        self.template_searchpath: list[str] = []
 
     @staticmethod
     def default_args() -> dict[str, Any]:
@@ -143,18 +143,19 @@ class Pipeline:
 
     # -- load -----------------------------------------------------------------------------------
 
+    # Every load task works on the warehouse the ``warehouse_conn_id`` Variable names when it runs:
+    # scripts come from ``sql/<dialect>/`` of that warehouse, checks are portable SQL.
+
     def ensure_core_tables(self) -> BaseOperator:
-        return SQLExecuteQueryOperator(
-            task_id="ensure_core_tables", conn_id=WAREHOUSE_CONN_ID, sql=list(self.config.warehouse.ddl)
-        )
+        return WarehouseScriptOperator(task_id="ensure_core_tables", scripts=list(self.config.warehouse.ddl))
 
     def load_processed(self) -> BaseOperator:
-        return factory.load(self.config, conn_id=WAREHOUSE_CONN_ID)
+        return factory.load(self.config)
 
     def after_load(self) -> list[BaseOperator]:
         """The declared SQL steps that follow the merge, one task each (the DAG file chains them)."""
         return [
-            SQLExecuteQueryOperator(task_id=task_id, conn_id=WAREHOUSE_CONN_ID, sql=script)
+            WarehouseScriptOperator(task_id=task_id, scripts=script)
             for task_id, script in self.config.warehouse.after_load
         ]
 
@@ -172,11 +173,8 @@ class Pipeline:
         return group
 
     def publish_marts(self) -> BaseOperator:
-        return SQLExecuteQueryOperator(
-            task_id="publish_marts",
-            conn_id=WAREHOUSE_CONN_ID,
-            sql=self.config.warehouse.marts,
-            outlets=[self.warehouse],
+        return WarehouseScriptOperator(
+            task_id="publish_marts", scripts=self.config.warehouse.marts, outlets=[self.warehouse]
         )
 
 

@@ -12,12 +12,17 @@ feed. This step takes the partner records not decided yet and asks the fuzzy mat
 
 All of it happens in one warehouse transaction, so a failed try leaves nothing half-decided and a
 rerun finds exactly the records still pending: running the same interval twice decides nothing twice.
+
+The warehouse is whichever the ``warehouse_conn_id`` Variable names (see
+:mod:`include.etlkit.load.warehouse`): the statements are the same on PostgreSQL and Snowflake but
+for the two in ``DIALECT_SQL`` (the next id of a sequence, and a JSON value).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -25,6 +30,13 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.dedup import CustomerMatcher, MatchThresholds
+from include.etlkit.load.warehouse import fetch_all, warehouse_for
+
+# What each warehouse spells differently: (next customer id, a JSON parameter).
+DIALECT_SQL: dict[str, tuple[str, str]] = {
+    "postgres": ("SELECT nextval('core.partner_customer_id_seq')", "%s::jsonb"),
+    "snowflake": ("SELECT core.partner_customer_id_seq.NEXTVAL", "PARSE_JSON(%s)"),
+}
 
 EXISTING_SQL = """
 SELECT customer_id, first_name, last_name, address, postcode, phone_number, email
@@ -70,44 +82,37 @@ def split_full_name(full_name: str) -> tuple[str, str]:
 class UnifyCustomersOperator(BaseOperator):
     """Decide every pending partner customer record: same customer, new customer, or review.
 
-    :param conn_id: the warehouse connection (PostgreSQL).
+    :param conn_id: the warehouse connection; default: the ``warehouse_conn_id`` Variable at run time.
     :param match: score (0-100) at or above which a record is taken to be an existing customer.
     :param review: score below which a record is taken to be a new customer; in between: review.
     """
 
+    template_fields: Sequence[str] = ("conn_id",)
     ui_color = "#f6e0ec"
 
-    def __init__(self, *, conn_id: str = "warehouse", match: float = 88, review: float = 50, **kwargs: Any):
+    def __init__(self, *, conn_id: str | None = None, match: float = 88, review: float = 50, **kwargs: Any):
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.thresholds = MatchThresholds(match=match, review=review)
 
     def execute(self, context: Any) -> dict[str, int]:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
+        warehouse = warehouse_for(self.conn_id or None)
+        next_id_sql, self._json = DIALECT_SQL[warehouse.dialect]
+        with warehouse.session() as cur:
 
-        conn = PostgresHook(postgres_conn_id=self.conn_id).get_conn()
-        try:
-            with conn.cursor() as cur:
+            def next_id() -> int:
+                cur.execute(next_id_sql)
+                return int(cur.fetchone()[0])
 
-                def next_id() -> int:
-                    cur.execute("SELECT nextval('core.partner_customer_id_seq')")
-                    return int(cur.fetchone()[0])
-
-                resolved = self._apply_resolutions(cur, next_id)
-                existing = _frame(cur, EXISTING_SQL)
-                pending = _frame(cur, PENDING_SQL)
-                counts = {"match": 0, "new": 0, "review": 0}
-                if pending.empty:
-                    self.log.info("no partner customer records waiting for a decision")
-                else:
-                    counts = self._decide(cur, existing, pending, next_id)
-                counts["resolved"] = resolved
-            conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+            resolved = self._apply_resolutions(cur, next_id)
+            existing = _frame(cur, EXISTING_SQL)
+            pending = _frame(cur, PENDING_SQL)
+            counts = {"match": 0, "new": 0, "review": 0}
+            if pending.empty:
+                self.log.info("no partner customer records waiting for a decision")
+            else:
+                counts = self._decide(cur, existing, pending, next_id)
+            counts["resolved"] = resolved
         report_rows(context, rows_in=len(pending), rows_out=counts["match"] + counts["new"], rows_rejected=0)
         self.log.info(
             "%d partner record(s): %d matched to known customers, %d new customers, %d sent to review;"
@@ -170,18 +175,23 @@ class UnifyCustomersOperator(BaseOperator):
                 record = by_ref.loc[decision.candidate_ref]
                 counts[decision.decision] += 1
                 if decision.decision == "review":
+                    # At most one open review per record (a unique index guards it in PostgreSQL;
+                    # Snowflake enforces no uniqueness, so the statement itself makes sure).
                     cur.execute(
                         "INSERT INTO core.customer_match_review (partner, partner_customer_ref,"
                         " candidate_customer_id, score, explanation, record)"
-                        " VALUES (%s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (partner, partner_customer_ref) WHERE resolved_at IS NULL DO NOTHING",
+                        f" SELECT %s, %s, %s, %s, %s, {self._json}"
+                        " WHERE NOT EXISTS (SELECT 1 FROM core.customer_match_review"
+                        " WHERE partner = %s AND partner_customer_ref = %s AND resolved_at IS NULL)",
                         (
                             partner,
                             decision.candidate_ref,
                             decision.best_candidate_id,
                             decision.score,
                             decision.explanation,
-                            json.dumps(_plain(record.to_dict())),
+                            json.dumps(_plain(record.to_dict()), default=str),
+                            partner,
+                            decision.candidate_ref,
                         ),
                     )
                     continue
@@ -215,7 +225,7 @@ def _insert_customer(cur: Any, customer_id: int, partner: str, record: dict[str,
     cur.execute(
         "INSERT INTO core.dim_customer (customer_id, first_name, last_name, address, postcode,"
         " phone_number, email, updated_at, customer_source)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, now()::timestamp, %s)",
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, CURRENT_TIMESTAMP::timestamp, %s)",
         (*row.values(), partner),
     )
     return row
@@ -235,9 +245,17 @@ def _insert_xref(cur: Any, partner: str, ref: str, customer_id: int, decision: s
 
 
 def _frame(cur: Any, query: str) -> pd.DataFrame:
-    cur.execute(query)
-    columns: Sequence[str] = [d[0] for d in cur.description]
-    return pd.DataFrame(cur.fetchall(), columns=columns)
+    columns, rows = fetch_all(cur, query)
+    return pd.DataFrame(
+        [tuple(_id_value(c, v) for c, v in zip(columns, row, strict=True)) for row in rows], columns=columns
+    )
+
+
+def _id_value(column: str, value: Any) -> Any:
+    """An id as ``int``: Snowflake's NUMBER may come back as a ``Decimal`` (fakesnow returns them so)."""
+    if column.endswith("_id") and isinstance(value, Decimal):
+        return int(value)
+    return value
 
 
 def _plain(record: dict[str, Any]) -> dict[str, Any]:

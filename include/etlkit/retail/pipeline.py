@@ -7,11 +7,14 @@ thresholds are a setting of that file (``customer_matching``).
 
 from __future__ import annotations
 
-from include.etlkit.pipelines.pipeline import WAREHOUSE_CONN_ID, Pipeline
+from include.etlkit.pipelines.pipeline import Pipeline
 from include.etlkit.retail.customers import UnifyCustomersOperator
 
 
 def unify_customers(retail: Pipeline) -> UnifyCustomersOperator:
-    """Match the partner records not decided yet: same id, new id, or the review table."""
+    """Match the partner records not decided yet: same id, new id, or the review table.
+
+    The warehouse is the one ``warehouse_conn_id`` names when the task runs.
+    """
     thresholds = retail.config.settings.get("customer_matching", {})
-    return UnifyCustomersOperator(task_id="unify_customers", conn_id=WAREHOUSE_CONN_ID, **thresholds)
+    return UnifyCustomersOperator(task_id="unify_customers", **thresholds)
