@@ -151,6 +151,18 @@ class FileStatusStore:
         )
         return len(rows)
 
+    def mark_refused(self, processed_key: str, run_id: str, reason: str) -> int:
+        """The warehouse refused the valid rows of these files (their processed object): the files
+        become ``rejected`` with every row counted rejected and the reason, so the counts still
+        reconcile (rows read = loaded + rejected). Returns the number of files changed."""
+        rows = self.store.query(
+            "UPDATE etl.file_status SET status = 'rejected', rows_rejected = rows_read, rows_loaded = 0, "
+            "processed_key = NULL, processed_bucket = NULL, reason = %s, load_run_id = %s "
+            "WHERE processed_key = %s AND status IN ('validated', 'partially_quarantined') RETURNING 1",
+            (reason, run_id, processed_key),
+        )
+        return len(rows)
+
     def get(self, bucket: str, key: str) -> FileStatus | None:
         rows = self.store.query(
             f"SELECT {', '.join(COLUMNS)} FROM etl.file_status WHERE bucket = %s AND key = %s",

@@ -203,7 +203,7 @@ class Ledger:
     def pending_processed(self, source: str) -> list[LedgerObject]:
         rows = self.store.query(
             "SELECT bucket, key, table_name, rows FROM etl.processed_object "
-            "WHERE source = %s AND loaded_at IS NULL ORDER BY created_at, key",
+            "WHERE source = %s AND loaded_at IS NULL AND rejected_at IS NULL ORDER BY created_at, key",
             (source,),
         )
         return [LedgerObject(*row) for row in rows or []]
@@ -214,6 +214,24 @@ class Ledger:
             "WHERE bucket = ANY(%s) AND key = ANY(%s) AND loaded_at IS NULL",
             (run_id, [o.bucket for o in objects], [o.key for o in objects]),
         )
+
+    def mark_rejected(self, obj: LedgerObject, run_id: str, reason: str) -> None:
+        """The warehouse refused this object's data: it is set aside with the reason, never retried
+        (it would fail the same way) and never blocks the objects after it."""
+        self.store.query(
+            "UPDATE etl.processed_object SET rejected_at = now(), reject_reason = %s, load_run_id = %s "
+            "WHERE bucket = %s AND key = %s AND loaded_at IS NULL",
+            (reason, run_id, obj.bucket, obj.key),
+        )
+
+    def rejected_processed(self, source: str) -> list[tuple[LedgerObject, str]]:
+        """The objects of ``source`` the warehouse refused, with the reason."""
+        rows = self.store.query(
+            "SELECT bucket, key, table_name, rows, reject_reason FROM etl.processed_object "
+            "WHERE source = %s AND rejected_at IS NOT NULL ORDER BY rejected_at, key",
+            (source,),
+        )
+        return [(LedgerObject(*row[:4]), row[4]) for row in rows or []]
 
     # -- reset ------------------------------------------------------------------------------------
 

@@ -85,6 +85,31 @@ class ControlStore:
         finally:
             conn.close()
 
+    @contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the control database's advisory lock ``name`` for the block: one holder at a time.
+
+        A session lock on a connection of its own, so it lasts across the transactions the block
+        makes, and PostgreSQL releases it by itself if the process dies. Another holder waits.
+        """
+        try:
+            conn = self._hook().get_conn()
+        except Exception as exc:
+            raise ControlPlaneUnavailable(
+                f"cannot reach the control database (Airflow connection {self.conn_id!r}): {exc}"
+            ) from exc
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (name,))
+            try:
+                yield
+            finally:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+        finally:
+            conn.close()
+
     def query(self, sql: str, parameters: Sequence[Any] | None = None) -> list[tuple]:
         """Run one statement in its own transaction and return its rows (empty when it has none).
 

@@ -15,9 +15,11 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
 from include.etlkit.load.warehouse import TableLoad, warehouse_for
 from include.etlkit.paths import SQL_DIR
+from include.etlkit.redaction import redact
 
 
 class LoadProcessedOperator(BaseOperator):
@@ -48,6 +50,12 @@ class LoadProcessedOperator(BaseOperator):
         self.conn_id = conn_id
 
     def execute(self, context: Any) -> dict[str, int]:
+        # One load of a source at a time (the schedule, a manual run, a backfill): a second waits,
+        # then finds what the first loaded marked loaded, so neither can put back an older version.
+        with ControlStore().exclusive(f"etl.load:{self.source}"):
+            return self._load(context)
+
+    def _load(self, context: Any) -> dict[str, int]:
         ledger = Ledger()
         files = FileStatusStore()
         pending = ledger.pending_processed(self.source)
@@ -58,10 +66,24 @@ class LoadProcessedOperator(BaseOperator):
         warehouse = warehouse_for(self.conn_id or None)
         self.log.info("loading into the %s warehouse of connection %r", warehouse.dialect, warehouse.conn_id)
         merged: dict[str, int] = {}
-        rows_in = 0
+        rows_in = rows_rejected = 0
+        refused: list[str] = []
         for spec in self.tables:
             for obj in (o for o in pending if o.table_name == spec.name):
-                rows, changed = warehouse.load_object(spec, obj.bucket, obj.key)
+                try:
+                    rows, changed = warehouse.load_object(spec, obj.bucket, obj.key)
+                except Exception as exc:
+                    if not warehouse.refuses(exc):
+                        raise  # the warehouse is unavailable: fail, and the retry takes the object
+                    # Its data cannot go in, today or on any retry: set it aside, go on with the rest.
+                    reason = redact(f"the warehouse refused it: {type(exc).__name__}: {exc}")[:2000]
+                    ledger.mark_rejected(obj, context["run_id"], reason)
+                    files.mark_refused(obj.key, context["run_id"], reason)
+                    rows_in += obj.rows
+                    rows_rejected += obj.rows
+                    refused.append(obj.key)
+                    self.log.error("%s: s3://%s/%s rejected: %s", spec.name, obj.bucket, obj.key, reason)
+                    continue
                 ledger.mark_loaded([obj], context["run_id"])
                 files.mark_loaded([obj.key], context["run_id"])  # validated files: now 'loaded'
                 rows_in += rows
@@ -76,7 +98,9 @@ class LoadProcessedOperator(BaseOperator):
                 )
         if not pending:
             self.log.info("nothing processed and not yet loaded for %s", self.source)
-        report_rows(context, rows_in=rows_in, rows_out=sum(merged.values()))
+        report_rows(context, rows_in=rows_in, rows_out=sum(merged.values()), rows_rejected=rows_rejected)
+        if refused:
+            self.log.warning("%d object(s) rejected by the warehouse: %s", len(refused), refused)
         return merged
 
 

@@ -26,7 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, TableLoad
+from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, LOAD_REGISTRY, TableLoad
 from include.etlkit.storage import ImmutableStore
 
 
@@ -94,6 +94,14 @@ class PostgresWarehouse:
         finally:
             conn.close()
 
+    @staticmethod
+    def refuses(error: BaseException) -> bool:
+        """Whether ``error`` is PostgreSQL refusing the object's data (a value too long, a constraint),
+        not the warehouse being unavailable: such an object is rejected, and the load goes on."""
+        import psycopg
+
+        return isinstance(error, psycopg.errors.DataError | psycopg.errors.IntegrityError)
+
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """Download ``s3://bucket/key`` and load it (load id: the key); see :meth:`load_parquet`."""
         with tempfile.TemporaryDirectory(prefix="load-") as tmp:
@@ -118,6 +126,12 @@ class PostgresWarehouse:
         try:
             with conn.cursor() as cur:
                 cur.execute(statement)
+                cur.execute(
+                    sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {r} (table_name text NOT NULL, load_id text NOT NULL, "
+                        "loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, load_id))"
+                    ).format(r=sql.Identifier(spec.landing_schema, LOAD_REGISTRY))
+                )
                 cur.execute(
                     sql.SQL("CREATE INDEX IF NOT EXISTS {i} ON {t} ({c})").format(
                         i=sql.Identifier(f"{spec.warehouse_table}_load_id_idx"),
@@ -151,6 +165,16 @@ class PostgresWarehouse:
         conn = self._connect()
         try:
             with conn.cursor() as cur:
+                # The load id's row in the registry is locked first: a second transaction loading the
+                # same object waits here until this one commits, then replaces its rows rather than
+                # adding a second copy beside them (its DELETE would not see rows not yet committed).
+                cur.execute(
+                    sql.SQL(
+                        "INSERT INTO {r} (table_name, load_id) VALUES (%s, %s) "
+                        "ON CONFLICT (table_name, load_id) DO UPDATE SET loaded_at = now()"
+                    ).format(r=sql.Identifier(spec.landing_schema, LOAD_REGISTRY)),
+                    (spec.warehouse_table, load_id),
+                )
                 cur.execute(
                     sql.SQL("DELETE FROM {} WHERE {} = %s").format(landing, sql.Identifier(LOAD_ID)),
                     (load_id,),

@@ -214,6 +214,19 @@ class SnowflakeWarehouse:
         finally:
             conn.close()
 
+    @staticmethod
+    def refuses(error: BaseException) -> bool:
+        """Whether ``error`` is Snowflake refusing the object's data (a value its column cannot hold, a
+        NOT NULL), not the warehouse being unavailable: such an object is rejected, the load goes on.
+
+        The connector raises ``ProgrammingError`` for what the statement or its data got wrong, with
+        a SQLSTATE of class 22 (data exception) or 23 (integrity constraint violation).
+        """
+        from snowflake.connector.errors import ProgrammingError
+
+        state = getattr(error, "sqlstate", None) or ""
+        return isinstance(error, ProgrammingError) and state[:2] in ("22", "23")
+
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """COPY the object into landing (once), then MERGE its rows into core, on one connection.
 

@@ -28,6 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 LOAD_ID = "_load_id"
+# landing.<LOAD_REGISTRY>: one row per (table, load id) loaded, which also serialises two loads of one
+# object (PostgreSQL; Snowflake's COPY load history keeps a file loaded once by itself).
+LOAD_REGISTRY = "_load"
 BATCH_ROWS = 100_000  # rows per batch wherever an object is streamed: bounds memory, not the object
 
 WAREHOUSE_CONN_ID_VARIABLE = "warehouse_conn_id"
@@ -93,6 +96,10 @@ class Warehouse(Protocol):
 
     def session(self) -> AbstractContextManager[Any]:
         """A DB-API cursor in one transaction: committed on success, rolled back on an error."""
+        ...
+
+    def refuses(self, error: BaseException) -> bool:
+        """Whether ``error`` is the warehouse refusing an object's data (not being unavailable)."""
         ...
 
 

@@ -100,6 +100,10 @@ CREATE TABLE IF NOT EXISTS etl.processed_object (
 );
 CREATE INDEX IF NOT EXISTS processed_object_pending_idx
     ON etl.processed_object (source, table_name, created_at) WHERE loaded_at IS NULL;
+-- An object whose data the warehouse refused (a value a column cannot hold, a constraint) is set
+-- aside with the reason instead of failing every later load: it would fail the same way each time.
+ALTER TABLE etl.processed_object ADD COLUMN IF NOT EXISTS rejected_at timestamptz;
+ALTER TABLE etl.processed_object ADD COLUMN IF NOT EXISTS reject_reason text;
 
 -- The latest landed version of every source row (its hash as the source computes it): the daily
 -- reconciliation compares the source's current hashes with these to find rows that changed
