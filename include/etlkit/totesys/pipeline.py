@@ -29,8 +29,9 @@ from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import TableLoad
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.storage import ImmutableStore
-from include.etlkit.totesys.operators import TotesysTransformOperator
+from include.etlkit.totesys import model
 from include.etlkit.totesys.transform import FACTS, LOAD_ORDER
+from include.etlkit.transform.operators import TransformLandedOperator
 
 SOURCE = "totesys"
 SOURCE_CONN_ID = "totesys"
@@ -179,8 +180,16 @@ def reconcile_tables(tables: Any) -> Any:
 # -- totesys_transform ----------------------------------------------------------------------------
 
 
-def transform_landed() -> TotesysTransformOperator:
-    return TotesysTransformOperator(task_id="transform_landed", bucket=PROCESSED_BUCKET, outlets=[PROCESSED])
+def transform_landed() -> TransformLandedOperator:
+    """The models of ``include/config/totesys.yaml`` over everything landed and not yet transformed."""
+    return TransformLandedOperator(
+        task_id="transform_landed",
+        source=SOURCE,
+        models=model.models(),
+        targets=model.TARGETS,
+        bucket=PROCESSED_BUCKET,
+        outlets=[PROCESSED],
+    )
 
 
 # -- totesys_load ---------------------------------------------------------------------------------
