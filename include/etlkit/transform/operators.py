@@ -123,7 +123,9 @@ class TransformLandedOperator(BaseOperator):
                     if state is not None:
                         states[item.name] = state
                 except Exception as exc:  # reported below; the other tables go on
-                    failures[f"current state of {item.name}"] = self._failure(item.name, exc, landed)
+                    failures[f"current state of {item.name}"] = self._failure(
+                        item.name, exc, landed, ledger=ledger, store=store, pending=by_table, work=work
+                    )
                     failed_tables.add(item.name)
             outputs: dict[str, Path | None] = {}
             for model in plan:
@@ -137,7 +139,16 @@ class TransformLandedOperator(BaseOperator):
                     path.parent.mkdir(parents=True, exist_ok=True)
                     rows = self._build(model, landed, current, outputs, path)
                 except Exception as exc:  # reported below; the other models go on
-                    failures[model.name] = self._failure(model.name, exc, landed, model)
+                    failures[model.name] = self._failure(
+                        model.name,
+                        exc,
+                        landed,
+                        model,
+                        ledger=ledger,
+                        store=store,
+                        pending=by_table,
+                        work=work,
+                    )
                     self.log.error("model %s failed: %s", model.name, failures[model.name])
                     failed_tables.update(model.source_tables)
                     continue
@@ -231,10 +242,30 @@ class TransformLandedOperator(BaseOperator):
         return path, (stored, rows)
 
     def _failure(
-        self, name: str, exc: Exception, landed: dict[str, list[Path]], model: Model | None = None
+        self,
+        name: str,
+        exc: Exception,
+        landed: dict[str, list[Path]],
+        model: Model | None = None,
+        *,
+        ledger: Ledger,
+        store: ImmutableStore,
+        pending: dict[str, list[LedgerObject]],
+        work: Path,
     ) -> str:
-        """The error, with the schema changes of the inputs (what changed is usually why)."""
-        tables = model.source_tables if model is not None else (name,)
-        drift = [change for table in tables for change in describe_drift(table, landed.get(table, []))]
+        """The error, with the schema changes of the inputs (what changed is usually why).
+
+        The pending objects are compared with each other and with the table's last object landed
+        before them (downloaded only here, on the failure path).
+        """
         message = f"{name}: {exc}"
+        drift: list[str] = []
+        for table in model.source_tables if model is not None else (name,):
+            pending_keys = {obj.key for obj in pending.get(table, [])}
+            earlier = [o for o in ledger.landed(self.source, [table]) if o.key not in pending_keys]
+            paths = list(landed.get(table, []))
+            if earlier:
+                directory = work / "drift" / table
+                paths.insert(0, self._download(store, earlier[-1], directory, 0))
+            drift += describe_drift(table, paths)
         return f"{message} (schema changes in the landed objects: {'; '.join(drift)})" if drift else message
