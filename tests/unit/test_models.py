@@ -23,15 +23,18 @@ from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
     ModelError,
     Targets,
+    batch_rows,
     build,
     input_frame,
     latest,
+    row_by_row,
     row_hash,
     scan,
     to_table,
     write_parquet,
 )
 from include.etlkit.transform.operators import run_prefix
+from infra.local.settings import PROJECT_ROOT
 
 WHERE = "totesys.yaml"
 
@@ -267,3 +270,21 @@ def test_each_transform_run_writes_under_its_own_prefix():
         "totesys/dim_staff/run=manual__2024-11-15T15_00_00_00_00"
     )
     assert run_prefix("totesys", "dim_staff", "a") != run_prefix("totesys", "dim_staff", "b")
+
+
+def test_a_row_by_row_model_built_batch_by_batch_equals_the_whole_frame(tmp_path: Path):
+    snapshot = PROJECT_ROOT / "infra" / "local" / "data" / "totesys" / "snapshot_2024-11-15"
+    payment = next(m for m in totesys.models() if m.name == "fact_payment")
+    assert row_by_row(payment)
+    path = tmp_path / "fact_payment.parquet"
+    schema = totesys.SCHEMAS["fact_payment"]
+
+    rows = write_parquet(
+        batch_rows(payment, [snapshot / "payment.parquet"], totesys.TARGETS, 1000), schema, path
+    )
+
+    whole = to_table(
+        build(payment, {"payment": scan([snapshot / "payment.parquet"])}, totesys.TARGETS), schema
+    )
+    assert rows == whole.num_rows == 15836
+    assert pq.read_table(path).equals(whole)

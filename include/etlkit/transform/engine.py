@@ -252,11 +252,49 @@ def arrow_batches(rows: pl.LazyFrame, schema: pa.Schema) -> Iterator[pa.RecordBa
         yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
 
 
-def write_parquet(rows: pl.LazyFrame, schema: pa.Schema, path: Path) -> int:
-    """Stream the model's rows into a Parquet file (zstd); returns the row count (0: no file)."""
+def row_by_row(model: Model) -> bool:
+    """Whether the model maps each row of its one ``rows: all`` input on its own (the facts).
+
+    Such a model runs batch by batch (:func:`batch_rows`), memory bounded by the batch, whatever the
+    input's size; its SQL must then be a row mapping (no aggregate over the whole input), which is
+    what a versions model of one source table is.
+    """
+    return len(model.inputs) == 1 and model.inputs[0].rows == "all" and not model.references
+
+
+def batch_rows(
+    model: Model, paths: Sequence[Path], targets: Targets, batch_size: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """A row-by-row model over landed files, one input batch at a time, as target record batches.
+
+    Each batch is aligned to the schema the files promote to (a column added later is NULL in older
+    batches), then built, checked and converted like any model. The caller keeps what it writes
+    until the last batch passed: a failure in any batch fails the model.
+    """
+    (item,) = model.inputs
+    schema = scan(paths).collect_schema()
+    target = targets.schemas[model.name]
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            aligned = frame.lazy().select(
+                (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
+                for name, dtype in schema.items()
+            )
+            rows = build(model, {item.name: aligned}, targets, distinct=False).collect()
+            yield from arrow_batches(rows.lazy(), target)
+
+
+def write_parquet(rows: pl.LazyFrame | Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+    """Write the model's rows to a Parquet file (zstd), batch by batch; returns the count (0: no file).
+
+    ``rows``: the model's lazy frame (streamed out of polars), or batches from :func:`batch_rows`.
+    """
     count = 0
+    batches = arrow_batches(rows, schema) if isinstance(rows, pl.LazyFrame) else rows
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for batch in arrow_batches(rows, schema):
+        for batch in batches:
             writer.write_batch(batch)
             count += batch.num_rows
     if not count:

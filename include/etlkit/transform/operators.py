@@ -43,10 +43,12 @@ from include.etlkit.transform.batch import affected
 from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
     Targets,
+    batch_rows,
     build,
     empty_frame,
     input_frame,
     latest,
+    row_by_row,
     scan,
     write_parquet,
 )
@@ -90,182 +92,187 @@ class TransformLandedOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, int]:
         ledger = Ledger()
-        store = ImmutableStore(self.aws_conn_id)
         pending = ledger.pending_landed(self.source)
         if not pending:
             self.log.info("nothing landed and not yet transformed for %s", self.source)
             report_rows(context, rows_in=0, rows_out=0)
             return {}
-        run_id = context["run_id"]
-        by_table: dict[str, list[LedgerObject]] = defaultdict(list)
-        for obj in pending:
-            by_table[obj.table_name].append(obj)
-        plan = affected(self.models, by_table)
-        failures: dict[str, str] = {}
-        failed_tables: set[str] = set()  # their landed objects stay pending
-        produced: list[tuple[str, StoredObject, int]] = []
-        states: dict[str, tuple[StoredObject, int]] = {}
         with tempfile.TemporaryDirectory(prefix="transform-") as tmp:
-            work = Path(tmp)
-            landed = {
-                table: [
-                    self._download(store, obj, work / "landed" / table, i) for i, obj in enumerate(objects)
-                ]
-                for table, objects in by_table.items()
-                if any(table in m.source_tables for m in plan)
-            }
-            current: dict[str, Path] = {}
-            for item in {i.name: i for m in plan for i in m.inputs if i.rows == "current"}.values():
-                try:
-                    current[item.name], state = self._current_state(
-                        ledger, store, item, landed.get(item.name, []), by_table, work, run_id
-                    )
-                    if state is not None:
-                        states[item.name] = state
-                except Exception as exc:  # reported below; the other tables go on
-                    failures[f"current state of {item.name}"] = self._failure(
-                        item.name, exc, landed, ledger=ledger, store=store, pending=by_table, work=work
-                    )
-                    failed_tables.add(item.name)
-            outputs: dict[str, Path | None] = {}
-            for model in plan:
-                blocked = [i.name for i in model.inputs if i.rows == "current" and i.name not in current]
-                if blocked:
-                    failures[model.name] = f"{model.name}: no current state of {blocked}"
-                    failed_tables.update(model.source_tables)
-                    continue
-                try:
-                    path = work / "processed" / f"{model.name}.parquet"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    rows = self._build(model, landed, current, outputs, path)
-                except Exception as exc:  # reported below; the other models go on
-                    failures[model.name] = self._failure(
-                        model.name,
-                        exc,
-                        landed,
-                        model,
-                        ledger=ledger,
-                        store=store,
-                        pending=by_table,
-                        work=work,
-                    )
-                    self.log.error("model %s failed: %s", model.name, failures[model.name])
-                    failed_tables.update(model.source_tables)
-                    continue
-                outputs[model.name] = path if rows else None
-                if rows:
-                    prefix = run_prefix(self.source, model.name, run_id)
-                    stored = store.create_file(self.bucket, prefix, model.name, path, ".parquet")
-                    produced.append((model.name, stored, rows))
-            taken = [obj for obj in pending if obj.table_name not in failed_tables]
-            ledger.record_transform(
-                source=self.source,
-                run_id=run_id,
-                taken=taken,
-                produced=produced,
-                states=[(t, stored, rows) for t, (stored, rows) in states.items() if t not in failed_tables],
+            run = _TransformRun(
+                self, ledger, ImmutableStore(self.aws_conn_id), pending, context["run_id"], Path(tmp)
             )
+            run.build_all()
+            taken = run.record()
         rows_in = sum(obj.rows for obj in taken)
-        rows_out = sum(rows for _, _, rows in produced)
+        rows_out = sum(rows for _, _, rows in run.produced)
         report_rows(context, rows_in=rows_in, rows_out=rows_out)
-        summary = {name: rows for name, _, rows in produced}
+        summary = {name: rows for name, _, rows in run.produced}
         self.log.info("transformed %d landed rows into %s", rows_in, summary)
-        if failures:
+        if run.failures:
             raise AirflowException(
-                f"{len(failures)} model(s) of {self.source} failed (the others were built and recorded; "
-                f"their landed objects stay pending): " + "; ".join(failures.values())
+                f"{len(run.failures)} model(s) of {self.source} failed (the others were built and recorded; "
+                f"their landed objects stay pending): " + "; ".join(run.failures.values())
             )
         return summary
 
+
+class _TransformRun:
+    """One execution of :class:`TransformLandedOperator`: its pending objects, work dir and outcome."""
+
+    def __init__(
+        self,
+        operator: TransformLandedOperator,
+        ledger: Ledger,
+        store: ImmutableStore,
+        pending: list[LedgerObject],
+        run_id: str,
+        work: Path,
+    ) -> None:
+        self.operator = operator
+        self.source = operator.source
+        self.targets = operator.targets
+        self.log = operator.log
+        self.ledger = ledger
+        self.store = store
+        self.pending = pending
+        self.run_id = run_id
+        self.work = work
+        self.by_table: dict[str, list[LedgerObject]] = defaultdict(list)
+        for obj in pending:
+            self.by_table[obj.table_name].append(obj)
+        self.plan = affected(operator.models, self.by_table)
+        self.landed: dict[str, list[Path]] = {}
+        self.current: dict[str, Path] = {}
+        self.outputs: dict[str, Path | None] = {}
+        self.produced: list[tuple[str, StoredObject, int]] = []
+        self.states: dict[str, tuple[StoredObject, int]] = {}
+        self.failures: dict[str, str] = {}
+        self.failed_tables: set[str] = set()  # their landed objects stay pending
+
+    def build_all(self) -> None:
+        """Download what the plan reads, update the current states, then build each model in order."""
+        for table, objects in self.by_table.items():
+            if any(table in model.source_tables for model in self.plan):
+                self.landed[table] = [
+                    self._download(obj, self.work / "landed" / table, i) for i, obj in enumerate(objects)
+                ]
+        current_inputs = {i.name: i for m in self.plan for i in m.inputs if i.rows == "current"}
+        for item in current_inputs.values():
+            try:
+                self.current[item.name] = self._current_state(item)
+            except Exception as exc:  # reported at the end; the other tables go on
+                self._fail(f"current state of {item.name}", (item.name,), exc)
+        for model in self.plan:
+            blocked = [i.name for i in model.inputs if i.rows == "current" and i.name not in self.current]
+            if blocked:
+                self.failures[model.name] = f"{model.name}: no current state of {blocked}"
+                self.failed_tables.update(model.source_tables)
+                continue
+            try:
+                self._build(model)
+            except Exception as exc:  # reported at the end; the other models go on
+                self._fail(model.name, model.source_tables, exc)
+
+    def record(self) -> list[LedgerObject]:
+        """Record what was built and mark the landed objects it came from; returns those objects."""
+        taken = [obj for obj in self.pending if obj.table_name not in self.failed_tables]
+        self.ledger.record_transform(
+            source=self.source,
+            run_id=self.run_id,
+            taken=taken,
+            produced=self.produced,
+            states=[
+                (t, stored, rows) for t, (stored, rows) in self.states.items() if t not in self.failed_tables
+            ],
+        )
+        return taken
+
     # -- steps --------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _download(store: ImmutableStore, obj: LedgerObject, directory: Path, index: int) -> Path:
+    def _download(self, obj: LedgerObject, directory: Path, index: int) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        return store.download(obj.bucket, obj.key, directory / f"{index:06d}.parquet")
+        return self.store.download(obj.bucket, obj.key, directory / f"{index:06d}.parquet")
 
-    def _build(
-        self,
-        model: Model,
-        landed: dict[str, list[Path]],
-        current: dict[str, Path],
-        outputs: dict[str, Path | None],
-        path: Path,
-    ) -> int:
+    def _build(self, model: Model) -> None:
         frames = {}
         for item in model.inputs:
             if item.rows == "model":
-                output = outputs.get(item.name)
+                output = self.outputs.get(item.name)
                 frames[item.name] = (
                     scan([output]) if output is not None else empty_frame(self.targets.schemas[item.name])
                 )
             elif item.rows == "current":
-                frames[item.name] = scan([current[item.name]])  # already one row per key
+                frames[item.name] = scan([self.current[item.name]])  # already one row per key
             else:
-                frames[item.name] = input_frame(item, scan(landed[item.name]))
+                frames[item.name] = input_frame(item, scan(self.landed[item.name]))
         # One landed object holds each row once (one SELECT): de-duplicating versions across objects
         # is needed only when several were landed, and would hold a whole first snapshot otherwise.
-        distinct = any(len(landed.get(t, [])) > 1 for t in model.source_tables)
-        rows = build(model, frames, self.targets, distinct=distinct)
-        return write_parquet(rows, self.targets.schemas[model.name], path)
+        distinct = any(len(self.landed.get(t, [])) > 1 for t in model.source_tables)
+        path = self.work / "processed" / f"{model.name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        schema = self.targets.schemas[model.name]
+        if row_by_row(model) and not distinct:
+            rows = write_parquet(
+                batch_rows(model, self.landed[model.inputs[0].name], self.targets), schema, path
+            )
+        else:
+            rows = write_parquet(build(model, frames, self.targets, distinct=distinct), schema, path)
+        self.outputs[model.name] = path if rows else None
+        if rows:
+            prefix = run_prefix(self.source, model.name, self.run_id)
+            stored = self.store.create_file(self.operator.bucket, prefix, model.name, path, ".parquet")
+            self.produced.append((model.name, stored, rows))
 
-    def _current_state(
-        self,
-        ledger: Ledger,
-        store: ImmutableStore,
-        item: ModelInput,
-        new: list[Path],
-        by_table: dict[str, list[LedgerObject]],
-        work: Path,
-        run_id: str,
-    ) -> tuple[Path, tuple[StoredObject, int] | None]:
-        """The table's snapshot after this run's new rows, and the new snapshot to record (if any)."""
-        directory = work / "state" / item.name
+    def _current_state(self, item: ModelInput) -> Path:
+        """The table's snapshot after this run's new rows (a new snapshot is stored when it changed)."""
+        directory = self.work / "state" / item.name
         directory.mkdir(parents=True, exist_ok=True)
-        recorded = ledger.current_state(self.source, item.name)
+        new = self.landed.get(item.name, [])
+        recorded = self.ledger.current_state(self.source, item.name)
         if recorded is not None:
-            base = [store.download(recorded.bucket, recorded.key, directory / "previous.parquet")]
+            base = [self.store.download(recorded.bucket, recorded.key, directory / "previous.parquet")]
             if not new:
-                return base[0], None
+                return base[0]
         else:
             # No snapshot yet: built once from everything landed before the pending objects.
-            pending_keys = {obj.key for obj in by_table.get(item.name, [])}
-            earlier = [o for o in ledger.landed(self.source, [item.name]) if o.key not in pending_keys]
-            base = [self._download(store, obj, directory / "earlier", i) for i, obj in enumerate(earlier)]
-        assert item.key is not None
+            base = [
+                self._download(obj, directory / "earlier", i)
+                for i, obj in enumerate(self._earlier(item.name))
+            ]
+        assert item.key is not None  # parse_models requires it for rows: current
         path = directory / f"{item.name}.parquet"
         latest(scan([*base, *new]), item.key, item.cursor).sink_parquet(path, compression="zstd")
         rows = pq.ParquetFile(path).metadata.num_rows
         prefix = f"{self.source}/{STATE_PREFIX}/{item.name}"
-        stored = store.create_file(self.bucket, prefix, item.name, path, ".parquet")
+        stored = self.store.create_file(self.operator.bucket, prefix, item.name, path, ".parquet")
+        self.states[item.name] = (stored, rows)
         self.log.info("current state of %s: %d rows in %s", item.name, rows, stored.uri)
-        return path, (stored, rows)
+        return path
 
-    def _failure(
-        self,
-        name: str,
-        exc: Exception,
-        landed: dict[str, list[Path]],
-        model: Model | None = None,
-        *,
-        ledger: Ledger,
-        store: ImmutableStore,
-        pending: dict[str, list[LedgerObject]],
-        work: Path,
-    ) -> str:
-        """The error, with the schema changes of the inputs (what changed is usually why).
+    def _earlier(self, table: str) -> list[LedgerObject]:
+        """The table's objects landed before this run's pending ones, oldest first."""
+        pending = {obj.key for obj in self.by_table.get(table, [])}
+        return [obj for obj in self.ledger.landed(self.source, [table]) if obj.key not in pending]
+
+    def _fail(self, name: str, tables: tuple[str, ...], exc: Exception) -> None:
+        """Keep the error, with the schema changes of the inputs (what changed is usually why).
 
         The pending objects are compared with each other and with the table's last object landed
         before them (downloaded only here, on the failure path).
         """
-        message = f"{name}: {exc}"
         drift: list[str] = []
-        for table in model.source_tables if model is not None else (name,):
-            pending_keys = {obj.key for obj in pending.get(table, [])}
-            earlier = [o for o in ledger.landed(self.source, [table]) if o.key not in pending_keys]
-            paths = list(landed.get(table, []))
-            if earlier:
-                directory = work / "drift" / table
-                paths.insert(0, self._download(store, earlier[-1], directory, 0))
-            drift += describe_drift(table, paths)
-        return f"{message} (schema changes in the landed objects: {'; '.join(drift)})" if drift else message
+        for table in tables:
+            paths = list(self.landed.get(table, []))
+            earlier = self._earlier(table)
+            try:
+                if earlier:
+                    paths.insert(0, self._download(earlier[-1], self.work / "drift" / table, 0))
+                drift += describe_drift(table, paths)
+            except Exception as drift_exc:  # the model's own error matters more than this one
+                self.log.warning("could not compare the schemas of %s: %s", table, drift_exc)
+        message = f"{name}: {exc}"
+        if drift:
+            message += f" (schema changes in the landed objects: {'; '.join(drift)})"
+        self.failures[name] = message
+        self.failed_tables.update(tables)
+        self.log.error("%s", message)
