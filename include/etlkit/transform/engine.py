@@ -239,10 +239,12 @@ def row_hash(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array:
     )
 
 
-def arrow_batches(rows: pl.LazyFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def arrow_batches(
+    rows: pl.LazyFrame, schema: pa.Schema, batch_size: int = BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
     """The model's rows as record batches of exactly ``schema`` (with ``row_hash`` when it has one)."""
     hashed = ROW_HASH in schema.names
-    for frame in rows.collect_batches(chunk_size=BATCH_ROWS, engine="streaming"):
+    for frame in rows.collect_batches(chunk_size=batch_size, engine="streaming"):
         if not frame.height:
             continue
         table = frame.to_arrow()
@@ -283,16 +285,18 @@ def batch_rows(
                 for name, dtype in schema.items()
             )
             rows = build(model, {item.name: aligned}, targets, distinct=False).collect()
-            yield from arrow_batches(rows.lazy(), target)
+            yield from arrow_batches(rows.lazy(), target, batch_size)
 
 
-def write_parquet(rows: pl.LazyFrame | Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+def write_parquet(
+    rows: pl.LazyFrame | Iterator[pa.RecordBatch], schema: pa.Schema, path: Path, batch_size: int = BATCH_ROWS
+) -> int:
     """Write the model's rows to a Parquet file (zstd), batch by batch; returns the count (0: no file).
 
     ``rows``: the model's lazy frame (streamed out of polars), or batches from :func:`batch_rows`.
     """
     count = 0
-    batches = arrow_batches(rows, schema) if isinstance(rows, pl.LazyFrame) else rows
+    batches = arrow_batches(rows, schema, batch_size) if isinstance(rows, pl.LazyFrame) else rows
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
         for batch in batches:
             writer.write_batch(batch)

@@ -42,6 +42,7 @@ from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.transform.batch import affected
 from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
+    BATCH_ROWS,
     Targets,
     batch_rows,
     build,
@@ -68,6 +69,8 @@ class TransformLandedOperator(BaseOperator):
     :param models: the pipeline's models (:func:`include.etlkit.pipelines.models.parse_models`).
     :param targets: their target schemas, seeds and checks.
     :param bucket: the processed bucket (templated).
+    :param batch_size: rows per batch of a row-by-row model, and per output row group: with the
+        joined dimensions' current state, what bounds the task's memory.
     """
 
     template_fields = ("bucket",)
@@ -81,12 +84,19 @@ class TransformLandedOperator(BaseOperator):
         targets: Targets,
         bucket: str,
         aws_conn_id: str = "aws_default",
+        batch_size: int = BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        untyped = sorted({m.name for m in models} - set(targets.schemas))
+        if untyped:
+            raise ValueError(f"{source}: model(s) {untyped} have no target schema")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.source = source
         self.models = tuple(models)
         self.targets = targets
+        self.batch_size = batch_size
         self.bucket = bucket
         self.aws_conn_id = aws_conn_id
 
@@ -213,10 +223,14 @@ class _TransformRun:
         schema = self.targets.schemas[model.name]
         if row_by_row(model) and not distinct:
             rows = write_parquet(
-                batch_rows(model, self.landed[model.inputs[0].name], self.targets), schema, path
+                batch_rows(model, self.landed[model.inputs[0].name], self.targets, self.operator.batch_size),
+                schema,
+                path,
             )
         else:
-            rows = write_parquet(build(model, frames, self.targets, distinct=distinct), schema, path)
+            rows = write_parquet(
+                build(model, frames, self.targets, distinct=distinct), schema, path, self.operator.batch_size
+            )
         self.outputs[model.name] = path if rows else None
         if rows:
             prefix = run_prefix(self.source, model.name, self.run_id)
