@@ -288,3 +288,15 @@ def test_a_row_by_row_model_built_batch_by_batch_equals_the_whole_frame(tmp_path
     )
     assert rows == whole.num_rows == 15836
     assert pq.read_table(path).equals(whole)
+
+
+def test_an_id_landed_as_a_float_converts_only_when_whole():
+    model = _dim_location()
+    whole = {"address": pl.LazyFrame([_address(address_id=3.0)])}
+    assert to_table(build(model, whole, totesys.TARGETS), totesys.SCHEMAS["dim_location"]).column(
+        "location_id"
+    ).to_pylist() == [3]
+    with pytest.raises(
+        ModelError, match=r"dim_location\.location_id: cannot convert 1 value\(s\) to int32 \(first: '3\.7'\)"
+    ):
+        build(model, {"address": pl.LazyFrame([_address(address_id=3.7)])}, totesys.TARGETS)

@@ -65,10 +65,10 @@ class Targets:
 # -- inputs -----------------------------------------------------------------------------------------
 
 
-def scan(paths: Sequence[Path]) -> pl.LazyFrame | None:
+def scan(paths: Sequence[Path]) -> pl.LazyFrame:
     """Landed Parquet files as one frame, oldest first, schemas promoted (``diagonal_relaxed``)."""
     if not paths:
-        return None
+        raise ModelError("no landed objects to read")
     frames = [pl.scan_parquet(path) for path in paths]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
@@ -137,6 +137,9 @@ def _converted(name: str, source: pl.DataType, target: pa.DataType) -> pl.Expr:
             {"true": True, "t": True, "false": False, "f": False}, default=None, return_dtype=pl.Boolean
         )
     dtype = pl.from_arrow(pa.array([], type=target)).dtype
+    if pa.types.is_integer(target) and source.is_float():
+        # 3.0 is the id 3; 3.7 is no id at all (a cast would truncate it silently)
+        return pl.when(expr == expr.floor()).then(expr.cast(dtype, strict=False)).otherwise(None)
     return expr.cast(dtype, strict=False)
 
 

@@ -43,6 +43,7 @@ from include.etlkit.transform.batch import affected
 from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
     BATCH_ROWS,
+    ModelError,
     Targets,
     batch_rows,
     build,
@@ -254,6 +255,8 @@ class _TransformRun:
                 for i, obj in enumerate(self._earlier(item.name))
             ]
         assert item.key is not None  # parse_models requires it for rows: current
+        if not base and not new:
+            raise ModelError(f"nothing of {item.name} was landed yet: it has no current state")
         path = directory / f"{item.name}.parquet"
         latest(scan([*base, *new]), item.key, item.cursor).sink_parquet(path, compression="zstd")
         rows = pq.ParquetFile(path).metadata.num_rows
