@@ -64,6 +64,7 @@ REFERENCE = {
     "copy_plain": "COPY (SELECT ...) ~1.1 s",
     "copy": "",
     "extract": "~2.0 s, ~270 MB (COPY→Parquet part)",
+    "transform": "(no figure; issue 9: peak < 1 GB at 5M)",
     "pandas": "~11.5 s, ~1.2 GB",
     "load": "(no figure)",
 }
@@ -223,6 +224,34 @@ def prepare_extract(plan: Plan) -> Work:
     return work
 
 
+def prepare_transform(plan: Plan) -> Work:
+    """``TransformLandedOperator.execute`` on the extract's first snapshot: the totesys models.
+
+    The landed ``sales_order`` object is pending for the bench's source, so the run builds what a
+    first snapshot of that table builds in production: ``fact_sales_order`` and ``dim_date``, each
+    streamed to Parquet and stored in the bucket, and the ledger updated.
+    """
+    from include.etlkit.totesys import model
+    from include.etlkit.transform.operators import TransformLandedOperator
+
+    operator = TransformLandedOperator(
+        task_id="transform_landed",
+        source=SOURCE,
+        models=model.models(),
+        targets=model.TARGETS,
+        bucket=plan.bucket,
+        aws_conn_id=S3_CONN_ID,
+    )
+    ti = BenchTaskInstance(task_id="transform_landed", run_id="bench__transform")
+    context = {"run_id": ti.run_id, "ti": ti}
+
+    def work() -> dict[str, Any]:
+        built = operator.execute(context)
+        return {"rows": built.get("fact_sales_order", 0), "tables": built}
+
+    return work
+
+
 def prepare_pandas(plan: Plan) -> Work:
     """The naive path for comparison: the whole table into a DataFrame, then one Parquet file."""
     import pandas as pd
@@ -281,6 +310,7 @@ STEPS = {
         Step("copy_plain", "COPY (SELECT *) TO STDOUT, discarded", prepare_copy_plain),
         Step("copy", "COPY (extract query) TO STDOUT, discarded", prepare_copy),
         Step("extract", "extract: operator.execute → S3 + ledger", prepare_extract),
+        Step("transform", "transform: landed → models (polars) → S3", prepare_transform),
         Step("pandas", "naive: pandas read_sql + to_parquet", prepare_pandas),
         Step("load", "load: S3 Parquet → landing → core", prepare_load),
     )
@@ -473,7 +503,7 @@ def _progress(message: str) -> None:
     print(message, flush=True)
 
 
-def bench(rows: int) -> int:
+def bench(rows: int, steps: list[str] | None = None) -> int:
     from infra.local.services import ensure_running
 
     os.environ |= settings.airflow_environment()  # as under `python -m infra.local.run`
@@ -488,23 +518,34 @@ def bench(rows: int) -> int:
         _progress(f"generated {rows:,} {TABLE} rows in {seconds:.1f} s ({size_mb:.0f} MB)")
         prepare_warehouse(wh)
         plan = Plan(rows=rows, source_db=src, warehouse_db=wh, bucket=bucket, workdir=workdir)
-        for name in STEPS:
+        for name in steps or list(STEPS):
             _progress(f"measuring {name} ...")
             results[name] = run_step(name, plan)
             if name == "extract":
                 plan = replace(plan, landed_key=results[name]["key"])
-        landed_mb = _s3_client().head_object(Bucket=bucket, Key=plan.landed_key)["ContentLength"] / 2**20
+        landed_mb = (
+            _s3_client().head_object(Bucket=bucket, Key=plan.landed_key)["ContentLength"] / 2**20
+            if plan.landed_key
+            else 0.0
+        )
 
     print()
     print(format_table(results))
     print()
     for fact in machine_facts():
         print(fact)
-    print(
-        f"source table {size_mb:.0f} MB; COPY CSV {results['copy_plain']['csv_mb']:.0f} MB; "
-        f"landed Parquet (zstd) {landed_mb:.1f} MB; pandas Parquet {results['pandas']['parquet_mb']:.1f} MB; "
-        f"rows merged into core {results['load']['merged']:,}"
-    )
+    figures = [f"source table {size_mb:.0f} MB"]
+    if "copy_plain" in results:
+        figures.append(f"COPY CSV {results['copy_plain']['csv_mb']:.0f} MB")
+    if landed_mb:
+        figures.append(f"landed Parquet (zstd) {landed_mb:.1f} MB")
+    if "transform" in results:
+        figures.append(f"transform built {results['transform']['tables']}")
+    if "pandas" in results:
+        figures.append(f"pandas Parquet {results['pandas']['parquet_mb']:.1f} MB")
+    if "load" in results:
+        figures.append(f"rows merged into core {results['load']['merged']:,}")
+    print("; ".join(figures))
     print(f"reference also: {REFERENCE_OTHER}")
     print(
         "peak MB: the step process's high-water RSS (VmHWM), imports included; start MB: its RSS when "
@@ -519,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dedup", action="store_true", help="time customer matching instead (see bench/dedup.py)"
     )
+    parser.add_argument(
+        "--steps",
+        help=f"comma-separated steps to run, in order (default all: {','.join(STEPS)}); the transform "
+        "and load need the extract. E.g. --rows 5000000 --steps extract,transform",
+    )
     parser.add_argument("--step", nargs=3, metavar=("NAME", "PLAN", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.dedup:
@@ -531,8 +577,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.rows < 1:
         parser.error("--rows must be at least 1")
+    steps = args.steps.split(",") if args.steps else None
+    unknown = sorted(set(steps or ()) - set(STEPS))
+    if unknown:
+        parser.error(f"unknown step(s) {unknown}; steps are {list(STEPS)}")
+    if steps and {"transform", "load"} & set(steps) and "extract" not in steps:
+        parser.error("the transform and load steps need the extract step before them")
     try:
-        return bench(args.rows)
+        return bench(args.rows, steps)
     except BenchError as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1

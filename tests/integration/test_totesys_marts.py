@@ -1,7 +1,7 @@
 """Integration tests of the totesys marts (``sql/postgres/totesys/marts.sql``) and dashboard queries.
 
 The module works in one throwaway database (``warehouse_marts_<random>``, dropped afterwards): it
-applies core.sql and marts.sql, loads the 2024-11-15 snapshot through ``include.etlkit.totesys.model``
+applies core.sql and marts.sql, loads the 2024-11-15 snapshot through the totesys models
 with COPY (as the load does), and checks the marts against figures computed independently, in pandas,
 from the snapshot's Parquet files. Tests that add fact versions do so in a transaction they roll back,
 so every test sees the snapshot as loaded.
@@ -26,7 +26,6 @@ from psycopg2 import sql
 from psycopg2.extensions import connection
 
 from include.etlkit.paths import SQL_DIR, sql_file
-from include.etlkit.totesys import model
 from include.etlkit.totesys.transform import LOAD_ORDER, build_tables
 from infra.local import seed_totesys
 
@@ -232,18 +231,24 @@ def test_sales_by_design_per_design_and_currency_match_the_source(warehouse, sou
     assert {(design, code): (count, value) for design, code, count, value in rows} == expected
 
 
-def _new_version(row: pd.DataFrame, **changes) -> pd.DataFrame:
+def _modelled(source_table: str, rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """New versions of a source table's rows, mapped by the models (the fact and its dates)."""
+    return build_tables({source_table: rows}, {}.__getitem__)
+
+
+def _new_version(row: pd.DataFrame, **changes) -> dict[str, pd.DataFrame]:
     """A source sales_order row changed as the source would change it, mapped by the model."""
     changed = row.copy()
     for column, value in changes.items():
         changed[column] = value
-    return model.fact_sales_order(changed)
+    return _modelled("sales_order", changed)
 
 
-def _insert_versions(conn: connection, table: str, frame: pd.DataFrame) -> None:
+def _insert_versions(conn: connection, table: str, built: dict[str, pd.DataFrame]) -> None:
     """Append fact versions (and their dates) inside the caller's open transaction."""
+    frame = built[table]
     with conn.cursor() as cur:
-        for date in model.dim_date(frame).itertuples(index=False):
+        for date in built["dim_date"].itertuples(index=False):
             cur.execute(
                 "INSERT INTO core.dim_date VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 tuple(date),
@@ -363,7 +368,7 @@ def test_ageing_bucket_boundaries(warehouse, source):
     moved["payment_date"] = [(today - dt.timedelta(days=days)).isoformat() for days in days_overdue]
     moved["last_updated"] = moved["last_updated"] + pd.Timedelta(minutes=5)
     try:
-        _insert_versions(warehouse, "fact_payment", model.fact_payment(moved))
+        _insert_versions(warehouse, "fact_payment", _modelled("payment", moved))
 
         rows = _all(
             warehouse,
@@ -383,7 +388,7 @@ def test_a_payment_settled_by_a_later_version_is_no_longer_outstanding(warehouse
     settled["paid"] = True
     settled["last_updated"] = settled["last_updated"] + pd.Timedelta(hours=1)
     try:
-        _insert_versions(warehouse, "fact_payment", model.fact_payment(settled))
+        _insert_versions(warehouse, "fact_payment", _modelled("payment", settled))
 
         assert _one(warehouse, "SELECT count(*) FROM mart.outstanding_payments") == (
             int((~payment["paid"]).sum()) - 1,

@@ -145,14 +145,20 @@ MODELLED = textwrap.dedent(
     feeds:
       book:   {kind: postgres, conn_id: books_db, key: book_id, overlap_minutes: 30, reconcile: true}
       author: {kind: postgres, conn_id: books_db, key: author_id}
+    targets: include.etlkit.totesys.model:TARGETS
     models:
-      dim_author: {inputs: [author], key: [author_id], merge: upsert}
       fact_book:
-        inputs: [book]
+        inputs: {book: all}
         key: [book_id, row_hash]
         merge: versions
         record_id: book_record_id
-        references: {author_id: dim_author.author_id}
+        foreign_keys: {author_id: dim_author.author_id}
+        sql: SQLDIR/fact_book.sql
+      dim_author:
+        inputs: {author: {key: author_id, rows: latest}}
+        key: [author_id]
+        merge: upsert
+        sql: SQLDIR/dim_author.sql
     warehouse:
       ddl: [books/core.sql]
       marts: books/marts.sql
@@ -160,39 +166,61 @@ MODELLED = textwrap.dedent(
 )
 
 
-def test_a_modelled_pipeline_declares_feeds_models_and_warehouse_steps():
-    config = parse_pipeline(MODELLED)
+@pytest.fixture
+def modelled(tmp_path) -> str:
+    """MODELLED with its two model SQL files written under ``tmp_path``."""
+    (tmp_path / "fact_book.sql").write_text("SELECT book_id, author_id FROM book")
+    (tmp_path / "dim_author.sql").write_text("SELECT author_id FROM author")
+    return MODELLED.replace("SQLDIR", str(tmp_path))
+
+
+def test_a_modelled_pipeline_declares_feeds_models_and_warehouse_steps(modelled):
+    config = parse_pipeline(modelled)
     assert [feed.name for feed in config.feeds] == ["book", "author"]
     assert all(feed.schema is None and feed.load is None for feed in config.feeds)
     assert [feed.name for feed in config.reconciled_feeds] == ["book"]
     assert config.validated_feeds == ()
+    # Declared fact first, but loaded after the dimension its foreign key names.
     assert [(load.name, load.key, load.merge) for load in config.table_loads] == [
         ("dim_author", ("author_id",), "upsert"),
         ("fact_book", ("book_id", "row_hash"), "versions"),
     ]
-    fact = config.models[1]
+    fact = next(m for m in config.models if m.name == "fact_book")
     assert fact.record_id == "book_record_id"
-    assert [(r.column, r.table, r.key) for r in fact.references] == [("author_id", "dim_author", "author_id")]
+    assert [(r.column, r.table, r.key) for r in fact.foreign_keys] == [
+        ("author_id", "dim_author", "author_id")
+    ]
     assert config.warehouse.ddl == ("books/core.sql",) and config.warehouse.marts == "books/marts.sql"
-    assert config.reconcile_schedule == "@daily"
+    assert config.reconcile_schedule == "@daily" and config.targets == "include.etlkit.totesys.model:TARGETS"
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("inputs: [author]", "inputs: [writer]"), "'dim_author' reads ['writer'], which are not feeds"),
-        (("merge: upsert", "merge: append"), "model 'dim_author': dim_author: merge must be"),
-        (("  dim_author: {inputs: [author], key: [author_id], merge: upsert}\n", ""), "have neither schema"),
+        (
+            ("inputs: {book: all}", "inputs: {writer: all}"),
+            "'fact_book' reads ['writer'], which are not feeds",
+        ),
+        (("merge: upsert", "merge: append"), "merge must be one of"),
+        (("targets: include.etlkit.totesys.model:TARGETS\n", ""), "models need targets"),
         (("overlap_minutes: 30", "overlap_minutes: soon"), "overlap_minutes must be a whole number"),
         (("reconcile: true}", "reconcile: true, colour: blue}"), "unknown ['colour']"),
-        (("dim_author.author_id", "dim_author"), "is not table.key"),
+        (("dim_author.author_id", "dim_author"), "must name table.key"),
+        (("dim_author.sql", "no_such.sql"), "not found"),
     ],
 )
-def test_model_mistakes_fail_at_parse_time_naming_the_model(change, message):
+def test_model_mistakes_fail_at_parse_time_naming_the_model(modelled, change, message):
     old, new = change
-    assert old in MODELLED
+    assert old in modelled
     with pytest.raises(PipelineConfigError, match=re.escape(message)):
-        parse_pipeline(MODELLED.replace(old, new), where="books.yaml")
+        parse_pipeline(modelled.replace(old, new), where="books.yaml")
+
+
+def test_a_feed_no_model_reads_is_a_mistake(modelled):
+    with pytest.raises(PipelineConfigError, match=re.escape("feed(s) ['author'] have neither schema")):
+        parse_pipeline(
+            modelled.replace("inputs: {author: {key: author_id, rows: latest}}", "inputs: {book: all}")
+        )
 
 
 def test_the_totesys_configuration_gives_an_extract_and_a_reconciliation_per_table():
@@ -215,13 +243,14 @@ def test_the_totesys_configuration_gives_an_extract_and_a_reconciliation_per_tab
     models = {model.name: model for model in config.models}
     for model in config.models:
         assert f"core.{model.name} (" in ddl, model.name
-        for ref in model.references:
+        for ref in model.foreign_keys:
             assert models[ref.table].load.key == (ref.key,)
-    # dimensions load before the facts that reference them
-    order = [model.name for model in config.models]
+    # every table loads after the tables its foreign keys name (dim_date before the facts)
+    order = [load.name for load in config.table_loads]
     for model in config.models:
-        for ref in model.references:
+        for ref in model.foreign_keys:
             assert order.index(ref.table) < order.index(model.name)
+    assert order.index("dim_date") < order.index("fact_sales_order")
 
 
 def test_a_feed_kind_without_reconciliation_says_so():

@@ -1,7 +1,9 @@
-"""Unit tests of the totesys warehouse mappings (include.etlkit.totesys.model).
+"""Unit tests of the totesys models (include/config/totesys.yaml, sql/models/totesys/*.sql).
 
-Small hand-made frames pin each mapping's rules (NULL address parts, apostrophes, leading-zero
-postcodes, text dates, exact money, history); one test runs every mapping on the real
+Each model runs on the streaming engine (include.etlkit.transform) exactly as the transform task
+runs it, here on frames in memory. Small hand-made frames pin each mapping's rules (NULL address
+parts, apostrophes, leading-zero postcodes, text dates, exact money, history); one test runs every
+mapping on the real
 2024-11-15 snapshot and reconciles counts, keys, sums and dates with the source.
 """
 
@@ -11,11 +13,14 @@ import datetime as dt
 from decimal import Decimal
 
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from include.etlkit.totesys import model
+from include.etlkit.totesys.transform import build_tables
+from include.etlkit.transform.batch import build_in_memory
 from infra.local.settings import PROJECT_ROOT
 
 SNAPSHOT = PROJECT_ROOT / "infra" / "local" / "data" / "totesys" / "snapshot_2024-11-15"
@@ -25,6 +30,17 @@ TS = pd.Timestamp("2022-11-03 14:20:49.962")
 def _values(frame: pd.DataFrame, column: str) -> list:
     """A column as plain Python values, NULL as None."""
     return [None if pd.isna(v) else v for v in frame[column].tolist()]
+
+
+def _model(name: str, **inputs: pd.DataFrame) -> pd.DataFrame:
+    """The declared model ``name`` (and the models it reads) built from these source tables."""
+    declared = {m.name: m for m in model.models()}
+    wanted = [declared[name], *(declared[u] for u in declared[name].upstream_models)]
+    frames = {table: pl.from_pandas(frame).lazy() for table, frame in inputs.items()}
+    built = build_in_memory(
+        [m for m in model.models() if m in wanted], model.TARGETS, frames, frames.__getitem__
+    )
+    return built[name].to_pandas(types_mapper=pd.ArrowDtype)
 
 
 def _stamped(rows: list[dict], ts=TS) -> pd.DataFrame:
@@ -69,7 +85,7 @@ def _sales_order(**overrides) -> dict:
 
 
 def test_fact_sales_order_splits_timestamps_and_parses_text_dates():
-    fact = model.fact_sales_order(pd.DataFrame([_sales_order()]))
+    fact = _model("fact_sales_order", sales_order=pd.DataFrame([_sales_order()]))
 
     assert list(fact.columns) == model.SCHEMAS["fact_sales_order"].names
     row = fact.iloc[0]
@@ -88,10 +104,10 @@ def test_fact_sales_order_splits_timestamps_and_parses_text_dates():
 def test_money_is_exact_and_refuses_more_than_two_decimals():
     prices = pd.DataFrame([_sales_order(sales_order_id=i, unit_price=0.1) for i in range(10)])
     # ten floats 0.1 add up to 0.9999999999999999; ten Decimal('0.10') to exactly 1.00
-    assert model.fact_sales_order(prices)["unit_price"].sum() == Decimal("1.00")
+    assert _model("fact_sales_order", sales_order=prices)["unit_price"].sum() == Decimal("1.00")
 
     with pytest.raises(ValueError, match=r"fact_sales_order\.unit_price"):
-        model.fact_sales_order(pd.DataFrame([_sales_order(unit_price=3.945)]))
+        _model("fact_sales_order", sales_order=pd.DataFrame([_sales_order(unit_price=3.945)]))
 
 
 def test_facts_accept_values_landed_as_text():
@@ -101,14 +117,16 @@ def test_facts_accept_values_landed_as_text():
         last_updated=["2022-11-04 09:00:00.500"],
         unit_price=["3.94"],
     )
-    pd.testing.assert_frame_equal(model.fact_sales_order(text), model.fact_sales_order(typed))
+    pd.testing.assert_frame_equal(
+        _model("fact_sales_order", sales_order=text), _model("fact_sales_order", sales_order=typed)
+    )
 
 
 def test_facts_keep_each_distinct_version_once():
     first = _sales_order()
     silently_changed = _sales_order(agreed_delivery_location_id=19)  # same last_updated
     later = _sales_order(last_updated=pd.Timestamp("2022-11-05 10:00:00"))
-    fact = model.fact_sales_order(pd.DataFrame([first, first, silently_changed, later]))
+    fact = _model("fact_sales_order", sales_order=pd.DataFrame([first, first, silently_changed, later]))
 
     assert len(fact) == 3
     assert fact["row_hash"].is_unique
@@ -134,7 +152,7 @@ def test_fact_purchase_order_mapping():
             }
         ]
     )
-    fact = model.fact_purchase_order(po)
+    fact = _model("fact_purchase_order", purchase_order=po)
 
     assert list(fact.columns) == model.SCHEMAS["fact_purchase_order"].names
     assert fact.iloc[0]["item_unit_price"] == Decimal("361.39")
@@ -162,7 +180,7 @@ def test_fact_payment_mapping_drops_account_numbers():
             }
         ]
     )
-    fact = model.fact_payment(payment)
+    fact = _model("fact_payment", payment=payment)
 
     assert list(fact.columns) == model.SCHEMAS["fact_payment"].names
     row = fact.iloc[0]
@@ -175,7 +193,7 @@ def test_fact_payment_mapping_drops_account_numbers():
 
 def test_not_null_columns_are_checked_with_the_column_named():
     with pytest.raises(ValueError, match=r"fact_sales_order\.design_id: 1 NULL"):
-        model.fact_sales_order(pd.DataFrame([_sales_order(design_id=None)]))
+        _model("fact_sales_order", sales_order=pd.DataFrame([_sales_order(design_id=None)]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,15 +202,13 @@ def test_not_null_columns_are_checked_with_the_column_named():
 
 
 def test_dim_date_covers_every_fact_date_with_iso_weekdays():
-    fact = model.fact_sales_order(
-        pd.DataFrame(
-            [
-                _sales_order(agreed_delivery_date="2024-01-01", agreed_payment_date="2024-01-07"),
-                _sales_order(sales_order_id=3, agreed_delivery_date="2024-02-29"),
-            ]
-        )
+    sales_order = pd.DataFrame(
+        [
+            _sales_order(agreed_delivery_date="2024-01-01", agreed_payment_date="2024-01-07"),
+            _sales_order(sales_order_id=3, agreed_delivery_date="2024-02-29"),
+        ]
     )
-    dates = model.dim_date(fact)
+    dates = _model("dim_date", sales_order=sales_order)  # built from the facts of the run
 
     assert list(dates.columns) == model.SCHEMAS["dim_date"].names
     by_date = dates.set_index("date_id")
@@ -218,8 +234,16 @@ def test_dim_date_covers_every_fact_date_with_iso_weekdays():
 
 
 def test_dim_date_of_several_facts_has_each_date_once():
-    sales = model.fact_sales_order(pd.DataFrame([_sales_order()]))
-    dates = model.dim_date(sales, sales)
+    sales = pd.DataFrame([_sales_order()])
+    # the same dates from two facts (a purchase order shaped like the sales order) and twice in one
+    purchases = sales.rename(
+        columns={
+            "sales_order_id": "purchase_order_id",
+            "units_sold": "item_quantity",
+            "unit_price": "item_unit_price",
+        }
+    ).assign(item_code="X")
+    dates = _model("dim_date", sales_order=pd.concat([sales, sales]), purchase_order=purchases)
     assert dates["date_id"].is_unique
     assert len(dates) == 4
 
@@ -232,7 +256,7 @@ def test_dim_currency_names_iso_codes():
             {"currency_id": 3, "currency_code": "EUR"},
         ]
     )
-    dim = model.dim_currency(currency)
+    dim = _model("dim_currency", currency=currency)
     assert list(dim.columns) == ["currency_id", "currency_code", "currency_name"]
     assert _values(dim, "currency_name") == ["Pound Sterling", "US Dollar", "Euro"]
 
@@ -242,7 +266,7 @@ def test_dim_currency_names_the_unknown_code():
         [{"currency_id": 1, "currency_code": "GBP"}, {"currency_id": 4, "currency_code": "JPY"}]
     )
     with pytest.raises(model.UnknownCurrencyError, match=r"'JPY' \(currency_id 4\)"):
-        model.dim_currency(currency)
+        _model("dim_currency", currency=currency)
 
 
 def test_dim_location_keeps_nulls_and_leading_zero_postcodes():
@@ -254,7 +278,7 @@ def test_dim_location_keeps_nulls_and_leading_zero_postcodes():
             ),
         ]
     )
-    dim = model.dim_location(address)
+    dim = _model("dim_location", address=address)
 
     assert list(dim.columns) == model.SCHEMAS["dim_location"].names
     assert _values(dim, "location_id") == [1, 2]
@@ -288,7 +312,7 @@ def test_dim_counterparty_spells_out_the_legal_address():
             },
         ]
     )
-    dim = model.dim_counterparty(counterparty, address)
+    dim = _model("dim_counterparty", counterparty=counterparty, address=address)
 
     assert list(dim.columns) == model.SCHEMAS["dim_counterparty"].names
     first, second = dim.iloc[0], dim.iloc[1]
@@ -315,7 +339,7 @@ def test_dim_counterparty_refuses_a_missing_address():
         ]
     )
     with pytest.raises(ValueError, match=r"legal_address_id value\(s\) \[99\]"):
-        model.dim_counterparty(counterparty, _stamped([_address()]))
+        _model("dim_counterparty", counterparty=counterparty, address=_stamped([_address()]))
 
 
 def _staff_and_departments(location="Manchester"):
@@ -333,11 +357,11 @@ def _staff_and_departments(location="Manchester"):
     department = _stamped(
         [{"department_id": 2, "department_name": "Purchasing", "location": location, "manager": None}]
     )
-    return staff, department
+    return {"staff": staff, "department": department}
 
 
 def test_dim_staff_joins_department():
-    dim = model.dim_staff(*_staff_and_departments())
+    dim = _model("dim_staff", **_staff_and_departments())
     assert list(dim.columns) == model.SCHEMAS["dim_staff"].names
     assert dim.iloc[0].to_dict() == {
         "staff_id": 1,
@@ -351,7 +375,7 @@ def test_dim_staff_joins_department():
 
 def test_dim_staff_refuses_a_null_location_the_warehouse_cannot_store():
     with pytest.raises(ValueError, match=r"dim_staff\.location: 1 NULL"):
-        model.dim_staff(*_staff_and_departments(location=None))
+        _model("dim_staff", **_staff_and_departments(location=None))
 
 
 def test_dimensions_keep_the_latest_version_of_each_row():
@@ -383,7 +407,7 @@ def test_dimensions_keep_the_latest_version_of_each_row():
             },
         ]
     )
-    dim = model.dim_design(design.iloc[[1, 0, 2]])  # the newer version first in the frame
+    dim = _model("dim_design", design=design.iloc[[1, 0, 2]])  # the newer version first in the frame
 
     assert list(dim.columns) == ["design_id", "design_name", "file_location", "file_name"]
     assert _values(dim, "design_id") == [1, 7]
@@ -402,7 +426,7 @@ def test_dim_transaction_keeps_the_unused_order_id_null():
             {"transaction_id": 3, "transaction_type": "SALE", "sales_order_id": 1, "purchase_order_id": None},
         ]
     ).astype({"sales_order_id": "Int64", "purchase_order_id": "Int64"})
-    dim = model.dim_transaction(transaction)
+    dim = _model("dim_transaction", transaction=transaction)
 
     assert list(dim.columns) == model.SCHEMAS["dim_transaction"].names
     assert _values(dim, "sales_order_id") == [None, 1]
@@ -417,7 +441,7 @@ def test_dim_payment_type_mapping():
             {"payment_type_id": 2, "payment_type_name": "SALES_REFUND"},
         ]
     )
-    dim = model.dim_payment_type(payment_type)
+    dim = _model("dim_payment_type", payment_type=payment_type)
     assert list(dim.columns) == ["payment_type_id", "payment_type_name"]
     assert _values(dim, "payment_type_name") == ["SALES_RECEIPT", "SALES_REFUND"]
 
@@ -438,18 +462,20 @@ def _exact_sum(values: pd.Series) -> Decimal:
 
 def test_real_snapshot_reconciles_with_the_source(source):
     facts = {
-        "sales_order": model.fact_sales_order(source["sales_order"]),
-        "purchase_order": model.fact_purchase_order(source["purchase_order"]),
-        "payment": model.fact_payment(source["payment"]),
+        "sales_order": _model("fact_sales_order", sales_order=source["sales_order"]),
+        "purchase_order": _model("fact_purchase_order", purchase_order=source["purchase_order"]),
+        "payment": _model("fact_payment", payment=source["payment"]),
     }
     dims = {
-        "staff": model.dim_staff(source["staff"], source["department"]),
-        "address": model.dim_location(source["address"]),
-        "design": model.dim_design(source["design"]),
-        "currency": model.dim_currency(source["currency"]),
-        "counterparty": model.dim_counterparty(source["counterparty"], source["address"]),
-        "transaction": model.dim_transaction(source["transaction"]),
-        "payment_type": model.dim_payment_type(source["payment_type"]),
+        "staff": _model("dim_staff", staff=source["staff"], department=source["department"]),
+        "address": _model("dim_location", address=source["address"]),
+        "design": _model("dim_design", design=source["design"]),
+        "currency": _model("dim_currency", currency=source["currency"]),
+        "counterparty": _model(
+            "dim_counterparty", counterparty=source["counterparty"], address=source["address"]
+        ),
+        "transaction": _model("dim_transaction", transaction=source["transaction"]),
+        "payment_type": _model("dim_payment_type", payment_type=source["payment_type"]),
     }
 
     for table, frame in {**facts, **dims}.items():
@@ -475,7 +501,7 @@ def test_real_snapshot_reconciles_with_the_source(source):
     assert dims["address"]["district"].isna().sum() == 14
     assert dims["transaction"]["sales_order_id"].isna().sum() == len(source["purchase_order"])
 
-    dates = model.dim_date(*facts.values())
+    dates = build_tables(source, source.__getitem__)["dim_date"]
     fact_dates = {
         d for frame in facts.values() for c in frame.columns if c.endswith("_date") for d in frame[c].tolist()
     }
@@ -486,7 +512,7 @@ def test_real_snapshot_reconciles_with_the_source(source):
 
 
 def test_real_snapshot_frames_convert_to_arrow_with_the_target_schema(source):
-    fact = model.fact_payment(source["payment"])
+    fact = _model("fact_payment", payment=source["payment"])
     schema = pa.Table.from_pandas(fact, preserve_index=False).schema
     target = model.SCHEMAS["fact_payment"]
     assert [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in target]

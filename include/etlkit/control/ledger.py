@@ -31,6 +31,7 @@ SOURCE_TABLES = (
     "source_schema",
     "schema_change",
     "file_status",
+    "current_state",
 )
 
 
@@ -175,6 +176,16 @@ class Ledger:
         )
         return [LedgerObject(*row) for row in rows or []]
 
+    def current_state(self, source: str, table_name: str) -> LedgerObject | None:
+        """The snapshot of a source table's latest version of every key, if one was recorded."""
+        rows = self.store._run(
+            "SELECT bucket, key, table_name, rows FROM etl.current_state "
+            "WHERE source = %s AND table_name = %s",
+            (source, table_name),
+            fetch=True,
+        )
+        return LedgerObject(*rows[0]) if rows else None
+
     def record_transform(
         self,
         *,
@@ -182,9 +193,19 @@ class Ledger:
         run_id: str,
         taken: Sequence[LedgerObject],
         produced: Sequence[tuple[str, StoredObject, int]],
+        states: Sequence[tuple[str, StoredObject, int]] = (),
     ) -> None:
-        """Record the processed objects and mark the landed objects they came from, together."""
+        """Record the processed objects, the new current-state snapshots (``states``: table, object,
+        rows) and mark the landed objects they came from, together."""
         with self.store.transaction() as cur:
+            for table_name, stored, rows in states:
+                cur.execute(
+                    "INSERT INTO etl.current_state (source, table_name, bucket, key, rows, sha256, run_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, table_name) DO UPDATE SET "
+                    "bucket = EXCLUDED.bucket, key = EXCLUDED.key, rows = EXCLUDED.rows, "
+                    "sha256 = EXCLUDED.sha256, run_id = EXCLUDED.run_id, updated_at = now()",
+                    (source, table_name, stored.bucket, stored.key, rows, stored.sha256, run_id),
+                )
             for table_name, stored, rows in produced:
                 cur.execute(
                     "INSERT INTO etl.processed_object "

@@ -25,6 +25,7 @@ import yaml
 
 from include.etlkit.files.schema import SOURCE_ROW
 from include.etlkit.load.warehouse import TableLoad
+from include.etlkit.pipelines.models import Model, ModelConfigError, load_order, parse_models
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
@@ -46,12 +47,11 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
-MODEL_OPTIONS = frozenset({"inputs", "key", "merge", "version", "record_id", "references"})
 WAREHOUSE_OPTIONS = frozenset({"ddl", "after_load", "marts"})
 # Top-level keys every pipeline file may have; anything else is a setting of the pipeline's own.
 TOP_LEVEL = frozenset(
     {"source", "start", "ingest_schedule", "drops_schedule", "reconcile_schedule", "feeds", "models",
-     "warehouse", "checks"}
+     "targets", "warehouse", "checks"}
 )
 # Columns the validation step adds to every processed file: kept in ``landing`` for lineage only.
 LINEAGE_COLUMNS = (SOURCE_ROW,)
@@ -76,30 +76,6 @@ class Feed:
 
 
 @dataclass(frozen=True)
-class Reference:
-    """A foreign key of a model's table: ``column`` holds values of ``table.key``."""
-
-    column: str
-    table: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Model:
-    """A warehouse table built from the rows of its ``inputs`` (feeds), and how it is loaded.
-
-    ``record_id`` names a column the warehouse numbers on insert (a fact's serial id), checked unique
-    after each load instead of the key; ``references`` are checked after each load too.
-    """
-
-    name: str
-    inputs: tuple[str, ...]
-    load: TableLoad
-    record_id: str | None = None
-    references: tuple[Reference, ...] = ()
-
-
-@dataclass(frozen=True)
 class WarehouseSteps:
     """The SQL the load runs in the warehouse, as paths under ``sql/<dialect>/``.
 
@@ -120,7 +96,8 @@ class PipelineConfig:
     drops_schedule: str
     feeds: tuple[Feed, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)
-    models: tuple[Model, ...] = ()
+    models: tuple[Model, ...] = ()  # each after the models it reads (the order they are built in)
+    targets: str | None = None  # "module:attribute" of the models' Targets (types, seeds, checks)
     reconcile_schedule: str | None = None
     warehouse: WarehouseSteps = field(default_factory=WarehouseSteps)
     checks: Mapping[str, str] = field(default_factory=dict)  # name -> SQL that is true when right
@@ -136,8 +113,11 @@ class PipelineConfig:
 
     @property
     def table_loads(self) -> tuple[TableLoad, ...]:
-        """Every feed's and model's load, in the order the file declares them (dimensions first)."""
-        return tuple(feed.load for feed in self.feeds if feed.load) + tuple(m.load for m in self.models)
+        """Every feed's and model's load, in load order: feeds as declared (dimensions first), then
+        the models, each after the tables its foreign keys name."""
+        return tuple(feed.load for feed in self.feeds if feed.load) + tuple(
+            m.load for m in load_order(self.models)
+        )
 
     @property
     def validated_feeds(self) -> tuple[Feed, ...]:
@@ -205,39 +185,6 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
     return Feed(name=name, kind=kind, options=options, schema=file_schema, load=table_load)
 
 
-def _model(where: str, name: str, body: Any, feeds: Mapping[str, Feed]) -> Model:
-    if not isinstance(body, Mapping):
-        raise PipelineConfigError(f"{where}: model {name!r} must be a mapping")
-    unknown = sorted(body.keys() - MODEL_OPTIONS)
-    missing = sorted({"inputs", "key", "merge"} - body.keys())
-    if missing or unknown:
-        raise PipelineConfigError(
-            f"{where}: model {name!r}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
-        )
-    inputs = tuple(body["inputs"])
-    strangers = sorted(set(inputs) - feeds.keys())
-    if strangers:
-        raise PipelineConfigError(f"{where}: model {name!r} reads {strangers}, which are not feeds")
-    loaded = sorted(i for i in inputs if feeds[i].load is not None)
-    if loaded:
-        raise PipelineConfigError(
-            f"{where}: model {name!r} reads {loaded}, feeds loaded as they are (they have a load)"
-        )
-    references = []
-    for column, target in (body.get("references") or {}).items():
-        table, _, key = str(target).partition(".")
-        if not key:
-            raise PipelineConfigError(
-                f"{where}: model {name!r}: reference {column} -> {target!r} is not table.key"
-            )
-        references.append(Reference(column, table, key))
-    try:
-        load = TableLoad(name=name, key=tuple(body["key"]), merge=body["merge"], version=body.get("version"))
-    except ValueError as exc:
-        raise PipelineConfigError(f"{where}: model {name!r}: {exc}") from exc
-    return Model(name, inputs, load, body.get("record_id"), tuple(references))
-
-
 def _warehouse(where: str, body: Any) -> WarehouseSteps:
     body = body or {}
     if not isinstance(body, Mapping) or body.keys() - WAREHOUSE_OPTIONS:
@@ -265,9 +212,25 @@ def parse_pipeline(text: str, where: str = "<string>") -> PipelineConfig:
     if not feeds:
         raise PipelineConfigError(f"{where}: no feeds")
     by_name = {feed.name: feed for feed in feeds}
-    models = tuple(_model(where, name, model, by_name) for name, model in (body.get("models") or {}).items())
+    try:
+        models = parse_models(body["models"], where, source) if body.get("models") else ()
+    except ModelConfigError as exc:
+        raise PipelineConfigError(str(exc)) from exc
+    for model in models:
+        strangers = sorted(set(model.source_tables) - by_name.keys())
+        if strangers:
+            raise PipelineConfigError(f"{where}: model {model.name!r} reads {strangers}, which are not feeds")
+        loaded = sorted(t for t in model.source_tables if by_name[t].load is not None)
+        if loaded:
+            raise PipelineConfigError(
+                f"{where}: model {model.name!r} reads {loaded}, feeds loaded as they are (they have a load)"
+            )
+    if models and not body.get("targets"):
+        raise PipelineConfigError(f"{where}: models need targets: <module>:<attribute> (their exact types)")
     unused = sorted(
-        feed.name for feed in feeds if feed.load is None and not any(feed.name in m.inputs for m in models)
+        feed.name
+        for feed in feeds
+        if feed.load is None and not any(feed.name in m.source_tables for m in models)
     )
     if unused:
         raise PipelineConfigError(
@@ -292,6 +255,7 @@ def parse_pipeline(text: str, where: str = "<string>") -> PipelineConfig:
         feeds=feeds,
         settings={k: v for k, v in body.items() if k not in TOP_LEVEL},
         models=models,
+        targets=body.get("targets"),
         reconcile_schedule=body.get("reconcile_schedule"),
         warehouse=_warehouse(where, body.get("warehouse")),
         checks=dict(checks),

@@ -7,6 +7,7 @@ operator for that kind; there is exactly one operator per kind of source.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -30,6 +31,8 @@ from include.etlkit.files.schema import FileSchema
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.pipelines.config import Feed, PipelineConfig
 from include.etlkit.sensors.s3_drop import S3DropSensor
+from include.etlkit.transform.engine import Targets
+from include.etlkit.transform.operators import TransformLandedOperator
 
 INGESTION_BUCKET = "{{ var.value.ingestion_bucket }}"
 PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
@@ -206,11 +209,25 @@ def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
 
 def transform(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
     """Build the warehouse tables of the pipeline's models from everything landed and not yet modelled."""
-    from include.etlkit.totesys.operators import TotesysTransformOperator
-
-    return TotesysTransformOperator(
-        task_id="transform_landed", source=config.source, bucket=PROCESSED_BUCKET, **kwargs
+    return TransformLandedOperator(
+        task_id="transform_landed",
+        source=config.source,
+        models=config.models,
+        targets=targets(config),
+        bucket=PROCESSED_BUCKET,
+        **kwargs,
     )
+
+
+def targets(config: PipelineConfig) -> Targets:
+    """The models' ``Targets`` that ``targets: <module>:<attribute>`` names (imported, no I/O)."""
+    module, _, attribute = (config.targets or "").partition(":")
+    if not module or not attribute:
+        raise ValueError(f"{config.source}: targets must be '<module>:<attribute>', not {config.targets!r}")
+    found = getattr(importlib.import_module(module), attribute)
+    if not isinstance(found, Targets):
+        raise TypeError(f"{config.source}: {config.targets} is a {type(found).__name__}, not Targets")
+    return found
 
 
 def load(config: PipelineConfig, conn_id: str | None = None, **kwargs: Any) -> BaseOperator:

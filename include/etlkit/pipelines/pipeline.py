@@ -39,7 +39,8 @@ from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.load.operators import WarehouseScriptOperator
 from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
-from include.etlkit.pipelines.config import Model, PipelineConfig, load_pipeline
+from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
+from include.etlkit.pipelines.models import Model
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import run_interval
 
@@ -164,8 +165,8 @@ class Pipeline:
         with TaskGroup(group_id="quality_checks") as group:
             for model in self.config.models:
                 _key_check(model)
-                if model.references:
-                    _reference_check(model)
+                if model.foreign_keys:
+                    _foreign_key_check(model)
                 if model.load.merge == "versions":
                     _versions_check(model)
             for name, check in self.config.checks.items():
@@ -197,7 +198,7 @@ def _key_check(model: Model) -> BaseOperator:
     )
 
 
-def _reference_check(model: Model) -> BaseOperator:
+def _foreign_key_check(model: Model) -> BaseOperator:
     return SQLTableCheckOperator(
         task_id=f"foreign_keys_{model.name}",
         conn_id=WAREHOUSE_CONN_ID,
@@ -207,7 +208,7 @@ def _reference_check(model: Model) -> BaseOperator:
                 "check_statement": f"{ref.column} IS NULL "
                 f"OR {ref.column} IN (SELECT {ref.key} FROM core.{ref.table})"
             }
-            for ref in model.references
+            for ref in model.foreign_keys
         },
     )
 

@@ -1,0 +1,7 @@
+-- Designs, without their timestamps.
+SELECT
+    design_id,
+    design_name,
+    file_location,
+    file_name
+FROM design
