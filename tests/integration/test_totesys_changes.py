@@ -175,8 +175,8 @@ def test_an_added_and_a_widened_column_neither_halt_nor_drop_data(pipeline, cloc
     )
     assert [u for u, _ in units[-2:]] == [1, 2]
     assert str(units[-1][1]) == "12.34"
-    assert not ControlStore()._run(
-        "SELECT key FROM etl.landed_object WHERE source = 'totesys' AND transformed_at IS NULL", fetch=True
+    assert not ControlStore().query(
+        "SELECT key FROM etl.landed_object WHERE source = 'totesys' AND transformed_at IS NULL"
     )
 
 
@@ -225,9 +225,8 @@ def test_a_dropped_or_narrowed_column_fails_its_model_only_and_says_what_changed
     assert "fact_sales_order.design_id: cannot convert 1 value(s) to int32 (first: 'D-" in error
     assert "sales_order.design_id retyped int32 -> string" in error
     # Their landed objects wait for the next run, once the models are fixed; the other tables ran.
-    pending = ControlStore()._run(
-        "SELECT table_name FROM etl.landed_object WHERE source = 'totesys' AND transformed_at IS NULL",
-        fetch=True,
+    pending = ControlStore().query(
+        "SELECT table_name FROM etl.landed_object WHERE source = 'totesys' AND transformed_at IS NULL"
     )
     assert {table for (table,) in pending} == {"design", "sales_order"}
     run(pipeline["totesys_load"])

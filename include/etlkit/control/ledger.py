@@ -178,11 +178,10 @@ class Ledger:
 
     def current_state(self, source: str, table_name: str) -> LedgerObject | None:
         """The snapshot of a source table's latest version of every key, if one was recorded."""
-        rows = self.store._run(
+        rows = self.store.query(
             "SELECT bucket, key, table_name, rows FROM etl.current_state "
             "WHERE source = %s AND table_name = %s",
             (source, table_name),
-            fetch=True,
         )
         return LedgerObject(*rows[0]) if rows else None
 
