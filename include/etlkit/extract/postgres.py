@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import tempfile
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.windows import ExtractWindow
 
@@ -50,6 +52,20 @@ def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.D
     if data_type == "numeric" and precision is not None:
         return pa.decimal128(precision, scale or 0)
     return pa.string()  # text, varchar, unconstrained numeric, json, uuid...: kept verbatim
+
+
+@dataclass(frozen=True)
+class LandedColumn:
+    """A landed column and its Arrow type: what schema drift is measured on."""
+
+    name: str
+    type: str
+
+
+def landed_columns(path: Path) -> list[LandedColumn]:
+    """The source columns of a landed Parquet file (its row hash left out), in order."""
+    schema = pq.read_schema(path)
+    return [LandedColumn(f.name, str(f.type)) for f in schema if f.name != ROW_HASH]
 
 
 class _CopyStream(io.RawIOBase):
@@ -120,10 +136,16 @@ class PostgresTableExtractOperator(TableExtractOperator):
 
         spec = self.spec
         hook = PostgresHook(postgres_conn_id=self.conn_id)
+        registry = SchemaRegistry()
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
             rows = self._copy_to_parquet(hook, spec, condition, params, local)
-            return self.land_parquet(
+            # Measured on what landed (nothing landed: nothing to compare until rows come).
+            columns = landed_columns(local) if rows else []
+            changes = diff_columns(registry.recorded(self.source, spec.name), columns) if rows else []
+            for change in changes:
+                self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
+            summary = self.land_parquet(
                 context,
                 local,
                 rows,
@@ -132,6 +154,10 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 advance_state=advance_state,
                 row_versions=self._row_versions(local, spec),
             )
+        # After the landing: a drift is reported once, by the run that landed the new shape.
+        if rows:
+            registry.record(self.source, spec.name, columns, changes, context["run_id"])
+        return {**summary, "schema_changes": [asdict(change) for change in changes]}
 
     @staticmethod
     def _columns(cur: Any, spec: TableSpec) -> list[tuple[str, pa.DataType]]:
