@@ -11,28 +11,30 @@ from include.etlkit.dedup.matcher import (
     DECISION_COLUMNS,
     CustomerMatcher,
     Decision,
-    FieldEvidence,
     MatchDecision,
     MatchThresholds,
     decisions_frame,
 )
 from include.etlkit.dedup.normalise import (
     normalise_address,
+    normalise_date,
     normalise_email,
     normalise_name,
     normalise_phone,
     normalise_postcode,
 )
+from include.etlkit.dedup.weights import Weights
 
 __all__ = [
     "DECISION_COLUMNS",
     "CustomerMatcher",
     "Decision",
-    "FieldEvidence",
     "MatchDecision",
     "MatchThresholds",
+    "Weights",
     "decisions_frame",
     "normalise_address",
+    "normalise_date",
     "normalise_email",
     "normalise_name",
     "normalise_phone",

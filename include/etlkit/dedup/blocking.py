@@ -1,0 +1,155 @@
+"""Which known customers a partner record is compared with: several blocking passes, bounded work.
+
+A record is compared only with the customers that share a blocking key with it. One key alone loses
+true pairs (a typo in the name changes its Soundex code, a move changes the postcode), so each pass
+keys on a different, small combination of fields, and a true duplicate with a few fields corrupted
+still shares at least one:
+
+- ``p``: the postcode; ``t``: the phone; ``e``: the email; ``d``: the date of birth;
+- ``n``: the Soundex codes of all name words, in any order;
+- ``f``: the family name's Soundex code with the given name's initial (a typo in the given name);
+- ``g``: the given name's Soundex code with the postcode district (a new family name, a typo in it);
+- ``s``: the family name's Soundex code with the postcode district or the year of birth;
+- ``a``: the house number with the street's first word's Soundex code, or with the postcode district;
+- sorted neighbourhood: the ``window`` nearest names on either side in the sorted list of family +
+  given name (and of given + family: the order may be swapped), which also finds typos a phonetic
+  code misses.
+
+Bounded: a key shared by more than ``max_block`` customers (a placeholder phone, a very common name
+in a district) is dropped as evidence-free, and a record keeps at most ``max_candidates`` customers,
+those sharing the most keys with it (ties: the lower customer id). So the work is at most
+``len(candidates) * max_candidates`` comparisons, whatever the number of known customers.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+
+import numpy as np
+
+from include.etlkit.dedup.comparison import Records
+from include.etlkit.dedup.normalise import phonetic
+
+DEFAULT_MAX_BLOCK = 1_000
+DEFAULT_MAX_CANDIDATES = 60
+DEFAULT_WINDOW = 3
+
+
+def _soundex(words: str) -> str:
+    return ".".join(sorted(phonetic(word) for word in words.split()))
+
+
+def blocking_keys(records: Records, i: int) -> list[str]:
+    """The blocking keys of record ``i`` (see the module docstring for what each pass is for)."""
+    given, family = records.given[i], records.family[i]
+    postcode, district, phone = records.postcode[i], records.outward[i], records.phone[i]
+    dob, address = records.dob[i], records.address[i]
+    keys = []
+    if len(postcode) >= 4:
+        keys.append("p:" + postcode)
+    if len(phone) >= 9:
+        keys.append("t:" + phone)
+    if records.email[i]:
+        keys.append("e:" + records.email[i])
+    if dob:
+        keys.append("d:" + dob)
+    if given or family:
+        keys.append("n:" + _soundex(f"{given} {family}"))
+    # A single word may be either name (one of them missing, or the two swapped): key it both ways.
+    for first, last in dict.fromkeys([(given, family), (family, given)]):
+        if not (first and last):
+            continue
+        keys.append(f"f:{_soundex(last)}.{first[0]}")
+        if district:
+            keys.append(f"g:{_soundex(first)}.{district}")
+    for name in (family, given) if not (family and given) else (family,):
+        if name and district:
+            keys.append(f"s:{_soundex(name)}.{district}")
+        if name and dob:
+            keys.append(f"s:{_soundex(name)}.{dob[:4]}")
+    numbers = [word for word in address.split() if word[0].isdigit()]
+    street = [word for word in address.split() if not word[0].isdigit()]
+    if numbers and street:
+        keys.append(f"a:{numbers[0]}.{phonetic(street[0])}")
+    if numbers and district:
+        keys.append(f"a:{numbers[0]}.{district}")
+    return keys
+
+
+def name_sort_keys(records: Records, i: int) -> list[str]:
+    """Sorted-neighbourhood keys: family + given, and given + family (the order may be swapped)."""
+    given, family = records.given[i].replace(" ", ""), records.family[i].replace(" ", "")
+    keys = {f"{family} {given}".strip(), f"{given} {family}".strip()}
+    return sorted(key for key in keys if key)
+
+
+class BlockIndex:
+    """The known customers' blocks and sorted names, built once; ``candidates`` per record."""
+
+    def __init__(
+        self,
+        existing: Records,
+        *,
+        max_block: int = DEFAULT_MAX_BLOCK,
+        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
+        self.max_block, self.max_candidates, self.window = max_block, max_candidates, window
+        blocks: dict[str, list[int]] = defaultdict(list)
+        names: list[tuple[str, int]] = []
+        for j in range(len(existing)):
+            for key in blocking_keys(existing, j):
+                blocks[key].append(j)
+            names.extend((key, j) for key in name_sort_keys(existing, j))
+        self.blocks = {key: rows for key, rows in blocks.items() if len(rows) <= max_block}
+        names.sort()
+        self.sorted_names = [name for name, _ in names]
+        self.sorted_rows = [row for _, row in names]
+
+    def _neighbours(self, key: str) -> Iterable[int]:
+        at = bisect.bisect_left(self.sorted_names, key)
+        return self.sorted_rows[max(0, at - self.window) : at + self.window]
+
+    def candidates(self, records: Records, i: int, exclude: int | None = None) -> list[int]:
+        """The known customers record ``i`` is compared with, at most ``max_candidates``, ascending."""
+        shared: Counter[int] = Counter()
+        for key in blocking_keys(records, i):
+            shared.update(self.blocks.get(key, ()))
+        for key in name_sort_keys(records, i):
+            shared.update(self._neighbours(key))
+        shared.pop(exclude, None)  # type: ignore[arg-type]
+        if len(shared) > self.max_candidates:
+            ranked = sorted(shared.items(), key=lambda item: (-item[1], item[0]))
+            return sorted(row for row, _ in ranked[: self.max_candidates])
+        return sorted(shared)
+
+    def pairs(self, records: Records, rows: Iterable[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(left, right)`` row positions of every compared pair, by left row then right row."""
+        left: list[int] = []
+        right: list[int] = []
+        for i in rows if rows is not None else range(len(records)):
+            found = self.candidates(records, i)
+            left.extend([i] * len(found))
+            right.extend(found)
+        return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
+
+
+def batch_pairs(
+    records: Records, rows: list[int], max_block: int = DEFAULT_MAX_BLOCK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(a, b)``, ``a < b``, of the given rows of one batch sharing a blocking key."""
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        for key in blocking_keys(records, row):
+            blocks[key].append(row)
+    found: set[tuple[int, int]] = set()
+    for block in blocks.values():
+        if 1 < len(block) <= max_block:
+            found.update((a, b) for n, a in enumerate(block) for b in block[n + 1 :])
+    ordered = sorted(found)
+    return (
+        np.array([a for a, _ in ordered], dtype=np.int64),
+        np.array([b for _, b in ordered], dtype=np.int64),
+    )
