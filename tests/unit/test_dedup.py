@@ -298,10 +298,11 @@ def test_threshold_changes_move_decisions_as_expected():
     # Name and street address, nothing else: good evidence, not overwhelming.
     batch = _candidates(("C1", "George Okafor", "88 Mill Ln", None, None, None))
     (default,) = CustomerMatcher(EXISTING).match(batch)
-    assert default.decision == "match" and 88 <= default.score < 99
-    (strict,) = CustomerMatcher(EXISTING, MatchThresholds(match=99, review=50)).match(batch)
+    assert default.decision == "match" and 88 <= default.score < 100
+    strict_match = (default.score + 100) / 2
+    (strict,) = CustomerMatcher(EXISTING, MatchThresholds(match=strict_match, review=50)).match(batch)
     assert (strict.decision, strict.customer_id, strict.best_candidate_id) == ("review", None, 3)
-    (stricter,) = CustomerMatcher(EXISTING, MatchThresholds(match=99.5, review=99)).match(batch)
+    (stricter,) = CustomerMatcher(EXISTING, MatchThresholds(match=100, review=strict_match)).match(batch)
     assert stricter.decision == "new" and stricter.customer_id == 4 and stricter.score == default.score
 
 

@@ -115,7 +115,11 @@ class _Scored:
     """Compared pairs (``left[li[k]]`` vs ``right[ri[k]]``): levels, evidence bits and scores."""
 
     def __init__(
-        self, comparison: Comparison, weights: Weights, names: Mapping[str, TermFrequencies]
+        self,
+        comparison: Comparison,
+        weights: Weights,
+        names: Mapping[str, TermFrequencies],
+        households: bool = True,
     ) -> None:
         self.comparison = comparison
         self.li, self.ri = comparison.li, comparison.ri
@@ -126,11 +130,15 @@ class _Scored:
         )
         total = weights.prior_bits + self.bits.sum(axis=1) + self.tf
         # Another member of the household: the family name agrees, the given name is another one and
-        # no date of birth vouches for it. Where people live and which phone they share is household
-        # evidence, not personal, so it must not outweigh that (``HOUSEHOLD_CAP_BITS``).
+        # nothing personal (date of birth, email) vouches for it. Where people live and which phone
+        # they share is household evidence, so it must not outweigh that (``HOUSEHOLD_CAP_BITS``).
         levels = comparison.levels
         self.household = (
-            (levels["given"] == GIVEN_DIFFERENT) & np.isin(levels["family"], (0, 1)) & (levels["dob"] != 0)
+            (levels["given"] == GIVEN_DIFFERENT)
+            & np.isin(levels["family"], (0, 1))
+            & (levels["dob"] != 0)
+            & (levels["email"] != 0)
+            & households
         )
         self.total = np.where(self.household, np.minimum(total, HOUSEHOLD_CAP_BITS), total)
         self.score = np.round(100.0 / (1.0 + np.exp2(-np.clip(self.total, -60, 60))), 2)
@@ -182,6 +190,7 @@ class CustomerMatcher:
         max_block: int = DEFAULT_MAX_BLOCK,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
         window: int = DEFAULT_WINDOW,
+        households: bool = True,
     ) -> None:
         _require(existing, ("customer_id", "first_name", "last_name"), "existing")
         if existing["customer_id"].duplicated().any():
@@ -189,6 +198,7 @@ class CustomerMatcher:
         existing = existing.sort_values("customer_id", kind="stable").reset_index(drop=True)
         self.thresholds = thresholds or MatchThresholds()
         self.max_block = max_block
+        self.households = households
         firsts, lasts = existing["first_name"].tolist(), existing["last_name"].tolist()
         names = [(name_tokens(first), name_tokens(last)) for first, last in zip(firsts, lasts, strict=True)]
         self._existing = Records([int(i) for i in existing["customer_id"].tolist()], names, existing)
@@ -233,7 +243,7 @@ class CustomerMatcher:
         li, ri = self._index.pairs(records)
         comparison = Comparison(records, li, self._existing, ri)
         self.weights = weights = estimate_m(level_matrix(comparison), self.u, len(records))
-        pairs = _Scored(comparison, weights, self._names)
+        pairs = _Scored(comparison, weights, self._names, self.households)
         decisions: list[MatchDecision | None] = [None] * len(records)
         new_rows: list[int] = []
         for i, group in self._groups(pairs, len(records)):
@@ -316,7 +326,7 @@ class CustomerMatcher:
 
         li, ri = batch_pairs(records, rows, self.max_block)
         if len(li):
-            pairs = _Scored(Comparison(records, li, records, ri), weights, self._names)
+            pairs = _Scored(Comparison(records, li, records, ri), weights, self._names, self.households)
             for a, b, score in zip(li.tolist(), ri.tolist(), pairs.score.tolist(), strict=True):
                 if score >= self.thresholds.match:
                     low, high = sorted((root(a), root(b)))
