@@ -51,7 +51,7 @@ LEVELS: Mapping[str, tuple[str, ...]] = {
 FIELDS = tuple(LEVELS)
 NAME_TYPO, NAME_SIMILAR = 0.92, 0.80
 ADDRESS_CUTS = (0.95, 0.85, 0.70)
-HOUSE_NUMBER_CAP = 0.3  # address similarity when both carry house numbers and none is shared
+HOUSE_NUMBER_CAP = 0.75  # at most "similar" when both carry house numbers and none is shared
 
 
 class Records:
