@@ -7,7 +7,8 @@ nothing either way. The similarities behind the levels are kept for the explanat
 
 Levels, strongest agreement first (index 0):
 
-- ``given``, ``family``: exact; Jaro-Winkler >= 0.92 (a typo); >= 0.80; different. Given and family
+- ``given``, ``family``: exact; Jaro-Winkler >= 0.92 or one edit or transposition apart (a typo);
+  Jaro-Winkler >= 0.80; different. Given and family
   name are aligned first: a partner may write "Last First" without a comma, or swap the two, so the
   better of the straight and the crossed alignment is compared.
 - ``address``: rapidfuzz token similarity >= 0.95; >= 0.85; >= 0.70; different. Two addresses whose
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz
-from rapidfuzz.distance import JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 from rapidfuzz.process import cpdist
 
 from include.etlkit.dedup.normalise import (
@@ -140,19 +141,29 @@ class Comparison:
             similarity = cpdist(a, b, scorer=JaroWinkler.normalized_similarity, workers=-1).astype(float)
             return np.where((a == "") | (b == ""), np.nan, similarity)
 
+        def typo(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            """One edit or transposition apart ("lea" / "lae", "mei" / "mi"): JW is harsh on short names."""
+            return cpdist(a, b, scorer=OSA.distance, workers=-1) <= 1
+
         straight_g, straight_f, crossed_g, crossed_f = jw(lg, rg), jw(lf, rf), jw(lg, rf), jw(lf, rg)
-        crossed = np.nan_to_num(crossed_g) + np.nan_to_num(crossed_f) > (
-            np.nan_to_num(straight_g) + np.nan_to_num(straight_f) + 0.1  # swapped only when clearly better
+        crossed_sum = np.nan_to_num(crossed_g) + np.nan_to_num(crossed_f)
+        # Swapped only when that is clearly better: a crossed name at least a typo away, and more alike.
+        crossed = (np.fmax(crossed_g, crossed_f) >= NAME_TYPO) & (
+            crossed_sum > np.nan_to_num(straight_g) + np.nan_to_num(straight_f)
         )
         given = np.where(crossed, crossed_g, straight_g)
         family = np.where(crossed, crossed_f, straight_f)
-        exact_g = np.where(crossed, lg == rf, lg == rg) & ~np.isnan(given)
-        exact_f = np.where(crossed, lf == rg, lf == rf) & ~np.isnan(family)
-        for field, similarity, exact in (("given", given, exact_g), ("family", family, exact_f)):
+        given_other, family_other = np.where(crossed, rf, rg), np.where(crossed, rg, rf)
+        aligned = (("given", given, lg, given_other), ("family", family, lf, family_other))
+        for field, similarity, mine, other in aligned:
+            present = ~np.isnan(similarity)
             self.similarity[field] = similarity
             level = self._graded(similarity, (2.0, NAME_TYPO, NAME_SIMILAR))  # 2.0: exact is set below
-            level[exact] = 0
+            level[present & (level > 1) & typo(mine, other)] = 1
+            level[present & (mine == other)] = 0
             self.levels[field] = level
+        exact_g = self.levels["given"] == 0
+        exact_f = self.levels["family"] == 0
         self.given_value = np.where(exact_g, lg, "")
         self.family_value = np.where(exact_f, lf, "")
 

@@ -135,7 +135,7 @@ class _Scored:
         levels = comparison.levels
         self.household = (
             (levels["given"] == GIVEN_DIFFERENT)
-            & np.isin(levels["family"], (0, 1))
+            & np.isin(levels["family"], (0, 1, 2))  # exact, a typo away or similar
             & (levels["dob"] != 0)
             & (levels["email"] != 0)
             & households
