@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
 
@@ -37,6 +38,7 @@ DEFAULT_MAX_CANDIDATES = 60
 DEFAULT_WINDOW = 3
 
 
+@lru_cache(maxsize=262_144)
 def _soundex(words: str) -> str:
     return ".".join(sorted(phonetic(word) for word in words.split()))
 

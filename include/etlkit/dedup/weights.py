@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from include.etlkit.dedup.comparison import FIELDS, LEVELS, MISSING
 
@@ -135,7 +136,12 @@ def estimate_m(levels: np.ndarray, u: Mapping[str, np.ndarray], records: int) ->
     prior = start
     if len(levels) == 0:
         return Weights(prior, m, dict(u))
-    patterns, counts = np.unique(levels, axis=0, return_counts=True)  # EM on distinct patterns
+    # EM runs on the distinct level patterns (a few hundred), each with its count of pairs.
+    radix = np.array([len(LEVELS[field]) + 1 for field in FIELDS], dtype=np.int64)
+    places = np.cumprod(np.concatenate([[1], radix[:-1]]))
+    codes = (levels.astype(np.int64) + 1) @ places
+    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    patterns = levels[first]
     counts = counts.astype(float)
     for _ in range(EM_ITERATIONS):
         weights = Weights(prior, m, u)
@@ -175,11 +181,8 @@ class TermFrequencies:
 
     def adjustment(self, values: np.ndarray) -> np.ndarray:
         """Bits to add per pair; ``values`` holds the agreed value, ``""`` where there is none."""
-        result = np.zeros(len(values))
-        if not self.total:
-            return result
-        for k, value in enumerate(values):
-            if value:
-                frequency = max(self.counts.get(value, 0), 1) / self.total
-                result[k] = np.log2(self.u_exact / frequency)
-        return np.clip(result, -TF_CLIP, TF_CLIP)
+        if not self.total or len(values) == 0:
+            return np.zeros(len(values))
+        counts = pd.Series(values, dtype=object).map(self.counts).fillna(1.0).to_numpy(dtype=float)
+        adjustment = np.log2(self.u_exact * self.total / np.maximum(counts, 1.0))
+        return np.where(values == "", 0.0, np.clip(adjustment, -TF_CLIP, TF_CLIP))
