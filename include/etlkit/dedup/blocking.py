@@ -34,7 +34,7 @@ from include.etlkit.dedup.comparison import Records
 from include.etlkit.dedup.normalise import phonetic
 
 DEFAULT_MAX_BLOCK = 1_000
-DEFAULT_MAX_CANDIDATES = 60
+DEFAULT_MAX_CANDIDATES = 30
 DEFAULT_WINDOW = 3
 
 
