@@ -194,3 +194,25 @@ def test_thresholds_keep_their_meaning_for_the_operator(with_dob):
     for decision in decisions:
         expected = "match" if decision.score >= 88 else "review" if decision.score >= 50 else "new"
         assert decision.decision == expected or decision.explanation.startswith("nearly tied")
+
+
+def test_calibrate_cli_prints_the_threshold_table_from_three_csv_files(with_dob, tmp_path, capsys):
+    from include.etlkit.dedup.calibrate import main
+
+    sample = with_dob.candidates.iloc[:300]
+    with_dob.existing.to_csv(tmp_path / "customers.csv", index=False)
+    sample.to_csv(tmp_path / "sample.csv", index=False)
+    truth = pd.DataFrame(
+        {
+            "partner_customer_ref": sample["partner_customer_ref"],
+            # The first 50 labelled "new": their matches now count against precision.
+            "customer_id": [None] * 50 + [with_dob.truth[ref] for ref in sample["partner_customer_ref"][50:]],
+        }
+    )
+    truth["customer_id"] = truth["customer_id"].astype("Int64")
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    assert main([str(tmp_path / name) for name in ("customers.csv", "sample.csv", "truth.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["match", "matched", "precision", "recall"]
+    at_88 = next(line.split() for line in lines[1:] if line.split()[0] == "88")
+    assert 0.7 < float(at_88[2]) < 0.9  # about 50 of ~290 matches are now "wrong"
