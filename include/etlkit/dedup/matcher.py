@@ -15,7 +15,9 @@ How a decision is reached, and why:
    reach it) from the known customers blocked against each other, ``m`` (how often one person
    re-typed reaches it) by EM on the batch's own pairs, a common name agreeing counting less than a
    rare one. The bits add up on top of the prior and the score is the posterior probability in
-   percent, ``100 / (1 + 2 ** -bits)``.
+   percent, ``100 / (1 + 2 ** -bits)``. One rule on top (``households``): a pair whose family name
+   agrees but whose given name is another one, with no date of birth or email agreeing, scores at
+   most 33: address, postcode and a shared landline say which household, not which person.
 4. **Decision.** The best-scoring customer is a ``match`` at or above ``thresholds.match`` unless a
    second customer is nearly tied with it (both at or above ``match`` and within ``tie_margin``
    points: the warehouse may hold that person twice), which is a ``review``; a best score in
@@ -178,8 +180,12 @@ class CustomerMatcher:
     """Decides, for partner customer records, which known customer each is, or that it is new.
 
     ``existing``: a DataFrame with ``customer_id`` (unique) and ``first_name``, ``last_name``;
-    ``address``, ``postcode``, ``phone_number``, ``email`` are optional (missing columns count as
-    missing values). It is normalised and indexed once; ``match`` can then be called per batch.
+    ``address``, ``postcode``, ``phone_number``, ``email``, ``date_of_birth`` are optional (missing
+    columns count as missing values). It is normalised, indexed and its ``u`` counted once; ``match``
+    can then be called per batch, and estimates that batch's ``m`` (``self.weights`` afterwards).
+
+    ``max_block`` / ``max_candidates`` / ``window``: the blocking bounds (``blocking.py``).
+    ``households``: apply the household rule (module docstring, README "Customer matching").
     """
 
     def __init__(
@@ -234,9 +240,9 @@ class CustomerMatcher:
         """One decision per candidate row, ordered by ``partner_customer_ref``.
 
         ``candidates``: ``partner_customer_ref`` (unique, mutually comparable) and ``full_name``;
-        ``address``, ``postcode``, ``phone_number``, ``email`` optional. ``next_id`` allocates the id
-        of each new person (called once per person, in ref order); by default ids continue after the
-        largest existing ``customer_id``.
+        ``address``, ``postcode``, ``phone_number``, ``email``, ``date_of_birth`` optional.
+        ``next_id`` allocates the id of each new person (called once per person, in ref order); by
+        default ids continue after the largest existing ``customer_id``.
         """
         records = self._prepare(candidates)
         allocate = next_id or _sequential_ids(self._first_new_id)
