@@ -216,3 +216,13 @@ def test_calibrate_cli_prints_the_threshold_table_from_three_csv_files(with_dob,
     assert lines[0].split() == ["match", "matched", "precision", "recall"]
     at_88 = next(line.split() for line in lines[1:] if line.split()[0] == "88")
     assert 0.7 < float(at_88[2]) < 0.9  # about 50 of ~290 matches are now "wrong"
+
+
+def test_comparing_in_chunks_decides_exactly_as_at_once(with_dob, monkeypatch):
+    from include.etlkit.dedup import matcher as matcher_module
+
+    sample = with_dob.candidates.iloc[:400]
+    matcher = CustomerMatcher(with_dob.existing)
+    whole = matcher.match(sample)
+    monkeypatch.setattr(matcher_module, "CHUNK_RECORDS", 7)
+    assert matcher.match(sample) == whole

@@ -85,6 +85,7 @@ class MatchThresholds:
 U_SAMPLE = 2_000  # known customers blocked against the others to count u
 GIVEN_DIFFERENT = LEVELS["given"].index("different")
 HOUSEHOLD_CAP_BITS = -1.0  # score 33: below the default review threshold, a new person
+CHUNK_RECORDS = 2_000  # partner records compared at a time (their pairs' strings held at once)
 
 
 class MatchDecision(NamedTuple):
@@ -113,8 +114,41 @@ def decisions_frame(decisions: Sequence[MatchDecision]) -> pd.DataFrame:
     return frame
 
 
+def _name_frequency(names: Mapping[str, TermFrequencies], comparison: Comparison) -> np.ndarray:
+    """The term-frequency bits of each pair's exact name agreements (0 where none)."""
+    given = names["given"].adjustment(comparison.given_value)
+    return given + names["family"].adjustment(comparison.family_value)
+
+
+def _evidence(
+    levels: np.ndarray, tf: np.ndarray, weights: Weights, households: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: bits per field, whether the household rule applies, and the total bits.
+
+    The household rule: the family name agrees, the given name is another one and nothing personal
+    (date of birth, email) vouches for it. Where people live and which phone they share is
+    household evidence, so it must not outweigh that (``HOUSEHOLD_CAP_BITS``).
+    """
+    bits = weights.field_bits(levels)
+    total = weights.prior_bits + bits.sum(axis=1) + tf
+    level = {field: levels[:, f] for f, field in enumerate(FIELDS)}
+    household = (
+        (level["given"] == GIVEN_DIFFERENT)
+        & np.isin(level["family"], (0, 1, 2))  # exact, a typo away or similar
+        & (level["dob"] != 0)
+        & (level["email"] != 0)
+        & households
+    )
+    return bits, household, np.where(household, np.minimum(total, HOUSEHOLD_CAP_BITS), total)
+
+
+def _scores(total: np.ndarray) -> np.ndarray:
+    """Bits as a score in (0, 100): the posterior probability in percent, to 2 places."""
+    return np.round(100.0 / (1.0 + np.exp2(-np.clip(total, -60, 60))), 2)
+
+
 class _Scored:
-    """Compared pairs (``left[li[k]]`` vs ``right[ri[k]]``): levels, evidence bits and scores."""
+    """Compared pairs (``left[li[k]]`` vs ``right[ri[k]]``) with similarities kept, to explain them."""
 
     def __init__(
         self,
@@ -126,24 +160,11 @@ class _Scored:
         self.comparison = comparison
         self.li, self.ri = comparison.li, comparison.ri
         self.weights = weights
-        self.bits = weights.field_bits(level_matrix(comparison))
-        self.tf = names["given"].adjustment(comparison.given_value) + names["family"].adjustment(
-            comparison.family_value
+        self.tf = _name_frequency(names, comparison)
+        self.bits, self.household, self.total = _evidence(
+            level_matrix(comparison), self.tf, weights, households
         )
-        total = weights.prior_bits + self.bits.sum(axis=1) + self.tf
-        # Another member of the household: the family name agrees, the given name is another one and
-        # nothing personal (date of birth, email) vouches for it. Where people live and which phone
-        # they share is household evidence, so it must not outweigh that (``HOUSEHOLD_CAP_BITS``).
-        levels = comparison.levels
-        self.household = (
-            (levels["given"] == GIVEN_DIFFERENT)
-            & np.isin(levels["family"], (0, 1, 2))  # exact, a typo away or similar
-            & (levels["dob"] != 0)
-            & (levels["email"] != 0)
-            & households
-        )
-        self.total = np.where(self.household, np.minimum(total, HOUSEHOLD_CAP_BITS), total)
-        self.score = np.round(100.0 / (1.0 + np.exp2(-np.clip(self.total, -60, 60))), 2)
+        self.score = _scores(self.total)
 
     def __len__(self) -> int:
         return len(self.li)
@@ -246,22 +267,34 @@ class CustomerMatcher:
         """
         records = self._prepare(candidates)
         allocate = next_id or _sequential_ids(self._first_new_id)
-        li, ri = self._index.pairs(records)
-        comparison = Comparison(records, li, self._existing, ri)
-        self.weights = weights = estimate_m(level_matrix(comparison), self.u, len(records))
-        pairs = _Scored(comparison, weights, self._names, self.households)
-        decisions: list[MatchDecision | None] = [None] * len(records)
+        li, ri, levels, tf = self._compare(records)
+        self.weights = weights = estimate_m(levels, self.u, len(records))
+        score = _scores(_evidence(levels, tf, weights, self.households)[2])
+        del levels, tf
+        # Best and runner-up per record (ties: the lower customer_id; existing rows are in id order).
+        order = np.lexsort((ri, -score, li))
+        starts = np.searchsorted(li[order], np.arange(len(records) + 1))
+        has = starts[1:] > starts[:-1]
+        best = order[starts[:-1][has]]
+        best_pairs = Comparison(records, li[best], self._existing, ri[best])
+        explained = _Scored(best_pairs, weights, self._names, self.households)  # same scores, with reasons
+        decisions: list[MatchDecision] = []
         new_rows: list[int] = []
-        for i, group in self._groups(pairs, len(records)):
-            decision = self._decide(records, i, pairs, group)
+        k = 0
+        for i in range(len(records)):
+            runner = None
+            if has[i] and starts[i + 1] - starts[i] > 1:
+                second = order[starts[i] + 1]
+                runner = (self._existing.ids[ri[second]], float(score[second]))
+            decision = self._decide(records.ids[i], explained if has[i] else None, k, runner)
+            k += bool(has[i])
             if decision.decision == NEW:
                 new_rows.append(i)
-            decisions[i] = decision
+            decisions.append(decision)
         for i, customer_id, note in self._new_people(records, new_rows, allocate, weights):
             old = decisions[i]
-            assert old is not None
             decisions[i] = old._replace(customer_id=customer_id, explanation=f"{note}; {old.explanation}")
-        return [decision for decision in decisions if decision is not None]
+        return decisions
 
     def match_frame(
         self, candidates: pd.DataFrame, next_id: Callable[[], int] | None = None
@@ -289,27 +322,36 @@ class CustomerMatcher:
         names = [(words[:1], words[1:]) for words in map(name_tokens, ordered["full_name"].tolist())]
         return Records(ordered["partner_customer_ref"].tolist(), names, ordered)
 
-    @staticmethod
-    def _groups(pairs: _Scored, size: int) -> Iterable[tuple[int, np.ndarray]]:
-        """Each candidate with its pairs' positions, best score first (ties: lower customer_id)."""
-        order = np.lexsort((pairs.ri, -pairs.score, pairs.li))  # existing rows are in id order
-        starts = np.searchsorted(pairs.li[order], np.arange(size + 1))
-        for i in range(size):
-            yield i, order[starts[i] : starts[i + 1]]
+    def _compare(self, records: Records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(li, ri, levels, name-frequency bits)`` of every blocked pair, ``CHUNK_RECORDS`` at a time.
 
-    def _decide(self, records: Records, i: int, pairs: _Scored, group: np.ndarray) -> MatchDecision:
-        ref = records.ids[i]
+        Only the levels (7 bytes a pair) and the bits are kept: the strings and similarities of a
+        chunk are dropped before the next, so a batch's pairs cost ~40 bytes each, not hundreds.
+        """
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        for start in range(0, len(records), CHUNK_RECORDS):
+            li, ri = self._index.pairs(records, range(start, min(start + CHUNK_RECORDS, len(records))))
+            comparison = Comparison(records, li, self._existing, ri)
+            parts.append((li, ri, level_matrix(comparison), _name_frequency(self._names, comparison)))
+        if not parts:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, np.zeros((0, len(FIELDS)), dtype=np.int8), np.zeros(0)
+        li, ri, levels, tf = (np.concatenate(column) for column in zip(*parts, strict=True))
+        return li, ri, levels, tf
+
+    def _decide(
+        self, ref: Any, explained: _Scored | None, k: int, runner: tuple[int, float] | None
+    ) -> MatchDecision:
+        """The decision of one record from its best pair (``explained[k]``) and runner-up."""
         limits = self.thresholds
-        if len(group) == 0:
+        if explained is None:
             return MatchDecision(ref, NEW, None, 0.0, None, "no known customer shares a blocking key")
-        best = int(group[0])
-        score = float(pairs.score[best])
-        best_id = self._existing.ids[pairs.ri[best]]
-        explanation = pairs.explain(best)
-        if len(group) > 1:
-            runner = int(group[1])
-            runner_score = float(pairs.score[runner])
-            explanation += f"; runner-up {self._existing.ids[pairs.ri[runner]]} at {runner_score:.2f}"
+        score = float(explained.score[k])
+        best_id = self._existing.ids[explained.ri[k]]
+        explanation = explained.explain(k)
+        if runner is not None:
+            runner_id, runner_score = runner
+            explanation += f"; runner-up {runner_id} at {runner_score:.2f}"
             if runner_score >= limits.match and score - runner_score < limits.tie_margin:
                 return MatchDecision(ref, REVIEW, None, score, best_id, "nearly tied: " + explanation)
         if score >= limits.match:
