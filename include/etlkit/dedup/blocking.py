@@ -36,6 +36,7 @@ from include.etlkit.dedup.normalise import phonetic
 DEFAULT_MAX_BLOCK = 1_000
 DEFAULT_MAX_CANDIDATES = 30
 DEFAULT_WINDOW = 3
+INDEX_CHUNK = 10_000  # known customers keyed at a time while the index is built
 
 
 @lru_cache(maxsize=262_144)
@@ -88,7 +89,14 @@ def name_sort_keys(records: Records, i: int) -> list[str]:
 
 
 class BlockIndex:
-    """The known customers' blocks and sorted names, built once; ``candidates`` per record."""
+    """The known customers' blocks and sorted names, built once; ``candidates`` per record.
+
+    The blocks are two numpy arrays, not a dict of lists: each (key, customer row) entry is the
+    key's hash (int64) and the row (int32), sorted by hash, so a block is one ``searchsorted``
+    slice and 100,000 customers' ~1.2 million entries take ~15 MB instead of ~150 MB of Python
+    objects. A hash is only ever compared within this process (the index is never stored), and a
+    collision of two 64-bit hashes could at worst add a few customers to a comparison.
+    """
 
     def __init__(
         self,
@@ -99,18 +107,39 @@ class BlockIndex:
         window: int = DEFAULT_WINDOW,
     ) -> None:
         self.max_block, self.max_candidates, self.window = max_block, max_candidates, window
-        blocks: dict[str, list[int]] = defaultdict(list)
+        hash_parts: list[np.ndarray] = []
+        row_parts: list[np.ndarray] = []
         names: list[tuple[str, int]] = []
-        for j in range(len(existing)):
-            for key in blocking_keys(existing, j):
-                blocks[key].append(j)
-            names.extend((key, j) for key in name_sort_keys(existing, j))
-        self.blocks = {key: rows for key, rows in blocks.items() if len(rows) <= max_block}
+        for start in range(0, len(existing), INDEX_CHUNK):  # arrays per chunk: few Python ints alive
+            hashes: list[int] = []
+            rows: list[int] = []
+            for j in range(start, min(start + INDEX_CHUNK, len(existing))):
+                keys = blocking_keys(existing, j)
+                hashes.extend(map(hash, keys))
+                rows.extend([j] * len(keys))
+                names.extend((key, j) for key in name_sort_keys(existing, j))
+            hash_parts.append(np.array(hashes, dtype=np.int64))
+            row_parts.append(np.array(rows, dtype=np.int32))
+        key_hash = np.concatenate(hash_parts) if hash_parts else np.zeros(0, dtype=np.int64)
+        row = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int32)
+        del hash_parts, row_parts
+        order = np.lexsort((row, key_hash))
+        key_hash, row = key_hash[order], row[order]
+        _, sizes = np.unique(key_hash, return_counts=True)
+        small = np.repeat(sizes <= max_block, sizes)  # a key shared by too many says nothing
+        self._hashes, self._rows = key_hash[small], row[small]
         names.sort()
         self.sorted_names = [name for name, _ in names]
-        self.sorted_rows = [row for _, row in names]
+        self.sorted_rows = np.array([row for _, row in names], dtype=np.int32)
 
-    def _neighbours(self, key: str) -> Iterable[int]:
+    def block(self, key: str) -> np.ndarray:
+        """The rows of the known customers with blocking key ``key`` (empty if none, or too many)."""
+        at = hash(key)
+        return self._rows[
+            np.searchsorted(self._hashes, at, "left") : np.searchsorted(self._hashes, at, "right")
+        ]
+
+    def _neighbours(self, key: str) -> np.ndarray:
         at = bisect.bisect_left(self.sorted_names, key)
         return self.sorted_rows[max(0, at - self.window) : at + self.window]
 
@@ -118,9 +147,9 @@ class BlockIndex:
         """The known customers record ``i`` is compared with, at most ``max_candidates``, ascending."""
         shared: Counter[int] = Counter()
         for key in blocking_keys(records, i):
-            shared.update(self.blocks.get(key, ()))
+            shared.update(self.block(key).tolist())
         for key in name_sort_keys(records, i):
-            shared.update(self._neighbours(key))
+            shared.update(self._neighbours(key).tolist())
         shared.pop(exclude, None)  # type: ignore[arg-type]
         if len(shared) > self.max_candidates:
             ranked = sorted(shared.items(), key=lambda item: (-item[1], item[0]))

@@ -73,8 +73,12 @@ class Records:
         self.family = strings(family for _, family in names)
         self.natural = strings(given + family for given, family in names)
         self.address = column("address", normalise_address)
+        shared: dict[tuple[str, ...], frozenset[str]] = {}  # one set per distinct house number(s)
         self.numbers = np.array(
-            [frozenset(word for word in address.split() if word[0].isdigit()) for address in self.address],
+            [
+                shared.setdefault(key, frozenset(key))
+                for key in (tuple(w for w in address.split() if w[0].isdigit()) for address in self.address)
+            ],
             dtype=object,
         )
         self.postcode = column("postcode", normalise_postcode)
