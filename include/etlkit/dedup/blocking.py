@@ -24,8 +24,8 @@ those sharing the most keys with it (ties: the lower customer id). So the work i
 from __future__ import annotations
 
 import bisect
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -101,6 +101,7 @@ class BlockIndex:
     def __init__(
         self,
         existing: Records,
+        rows: Sequence[int] | None = None,
         *,
         max_block: int = DEFAULT_MAX_BLOCK,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
@@ -110,16 +111,17 @@ class BlockIndex:
         hash_parts: list[np.ndarray] = []
         row_parts: list[np.ndarray] = []
         names: list[tuple[str, int]] = []
-        for start in range(0, len(existing), INDEX_CHUNK):  # arrays per chunk: few Python ints alive
+        indexed = list(rows) if rows is not None else range(len(existing))
+        for start in range(0, len(indexed), INDEX_CHUNK):  # arrays per chunk: few Python ints alive
             hashes: list[int] = []
-            rows: list[int] = []
-            for j in range(start, min(start + INDEX_CHUNK, len(existing))):
+            positions: list[int] = []
+            for j in indexed[start : start + INDEX_CHUNK]:
                 keys = blocking_keys(existing, j)
                 hashes.extend(map(hash, keys))
-                rows.extend([j] * len(keys))
+                positions.extend([j] * len(keys))
                 names.extend((key, j) for key in name_sort_keys(existing, j))
             hash_parts.append(np.array(hashes, dtype=np.int64))
-            row_parts.append(np.array(rows, dtype=np.int32))
+            row_parts.append(np.array(positions, dtype=np.int32))
         key_hash = np.concatenate(hash_parts) if hash_parts else np.zeros(0, dtype=np.int64)
         row = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int32)
         del hash_parts, row_parts
@@ -166,21 +168,16 @@ class BlockIndex:
             right.extend(found)
         return np.array(left, dtype=np.int64), np.array(right, dtype=np.int64)
 
+    def within(self, records: Records, rows: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs ``(a, b)``, ``a < b``, among the indexed rows of ``records`` itself (one batch).
 
-def batch_pairs(
-    records: Records, rows: list[int], max_block: int = DEFAULT_MAX_BLOCK
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``(a, b)``, ``a < b``, of the given rows of one batch sharing a blocking key."""
-    blocks: dict[str, list[int]] = defaultdict(list)
-    for row in rows:
-        for key in blocking_keys(records, row):
-            blocks[key].append(row)
-    found: set[tuple[int, int]] = set()
-    for block in blocks.values():
-        if 1 < len(block) <= max_block:
-            found.update((a, b) for n, a in enumerate(block) for b in block[n + 1 :])
-    ordered = sorted(found)
-    return (
-        np.array([a for a, _ in ordered], dtype=np.int64),
-        np.array([b for _, b in ordered], dtype=np.int64),
-    )
+        Each row is compared with at most ``max_candidates`` others, found as for known customers.
+        """
+        found: set[tuple[int, int]] = set()
+        for i in rows:
+            found.update((min(i, j), max(i, j)) for j in self.candidates(records, i, exclude=i))
+        ordered = sorted(found)
+        return (
+            np.array([a for a, _ in ordered], dtype=np.int64),
+            np.array([b for _, b in ordered], dtype=np.int64),
+        )

@@ -46,7 +46,6 @@ from include.etlkit.dedup.blocking import (
     DEFAULT_MAX_CANDIDATES,
     DEFAULT_WINDOW,
     BlockIndex,
-    batch_pairs,
 )
 from include.etlkit.dedup.comparison import FIELDS, LEVELS, Comparison, Records, level_matrix
 from include.etlkit.dedup.normalise import name_tokens
@@ -372,7 +371,14 @@ class CustomerMatcher:
                 row = parent[row]
             return row
 
-        li, ri = batch_pairs(records, rows, self.max_block)
+        index = BlockIndex(
+            records,
+            rows,
+            max_block=self.max_block,
+            max_candidates=self._index.max_candidates,
+            window=self._index.window,
+        )
+        li, ri = index.within(records, rows)
         if len(li):
             pairs = _Scored(Comparison(records, li, records, ri), weights, self._names, self.households)
             for a, b, score in zip(li.tolist(), ri.tolist(), pairs.score.tolist(), strict=True):
