@@ -31,7 +31,7 @@ BATCH = pd.DataFrame(
     {
         "partner_customer_ref": ["R1", "R2", "R3"],
         "full_name": ["O'BRIEN, Sean", "Kwame Mensah", "Amelia Patel"],
-        "address": ["12 St Johns Cl", "7 Harbour View", "4 Station Road"],
+        "address": ["12 St Johns Cl", "7 Harbour View", "40 Station Road"],  # R3: another house too
         "postcode": ["ls14ab", "NE7 9LX", None],
         "phone_number": ["(020) 79460018", "07700 900461", "0113 496 0999"],  # R3: another phone
         "email": [None, None, None],

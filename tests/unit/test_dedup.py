@@ -182,9 +182,11 @@ def test_matcher_precision_and_recall_on_the_labelled_set(labelled, decisions):
     for (kind, decision), count in sorted(table.items()):
         print(f"  {kind:<18} {decision:<7} {count:>5}")
 
-    assert result.precision >= 0.95
-    assert result.recall >= 0.95
-    assert result.review_share <= 0.05
+    # No worse than the hand-set matcher this one replaced (0.9987, 0.9981, 0.17 %), give or take a
+    # record: measured 0.9994, 0.9994, 0.03 %.
+    assert result.precision >= 0.998
+    assert result.recall >= 0.998
+    assert result.review_share <= 0.002
     # No hard negative is taken for the customer it resembles more than very rarely.
     hard = [d for d in decisions if truth[d.candidate_ref] in {"same_name", "same_surname_town", "household"}]
     assert sum(d.decision == "match" for d in hard) <= 0.01 * len(hard)
@@ -298,10 +300,11 @@ def test_threshold_changes_move_decisions_as_expected():
     # Name and street address, nothing else: good evidence, not overwhelming.
     batch = _candidates(("C1", "George Okafor", "88 Mill Ln", None, None, None))
     (default,) = CustomerMatcher(EXISTING).match(batch)
-    assert default.decision == "match" and 88 <= default.score < 99
-    (strict,) = CustomerMatcher(EXISTING, MatchThresholds(match=99, review=50)).match(batch)
+    assert default.decision == "match" and 88 <= default.score < 100
+    strict_match = (default.score + 100) / 2
+    (strict,) = CustomerMatcher(EXISTING, MatchThresholds(match=strict_match, review=50)).match(batch)
     assert (strict.decision, strict.customer_id, strict.best_candidate_id) == ("review", None, 3)
-    (stricter,) = CustomerMatcher(EXISTING, MatchThresholds(match=99.5, review=99)).match(batch)
+    (stricter,) = CustomerMatcher(EXISTING, MatchThresholds(match=100, review=strict_match)).match(batch)
     assert stricter.decision == "new" and stricter.customer_id == 4 and stricter.score == default.score
 
 

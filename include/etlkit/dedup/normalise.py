@@ -132,10 +132,14 @@ def normalise_postcode(postcode: Any) -> str:
 
 
 def postcode_outward(postcode: str) -> str:
-    """The outward code (district) of a normalised postcode: ``"LS14AB" -> "LS1"``; ``""`` if too short.
+    """The district of a normalised postcode: ``"LS14AB" -> "LS1"``, ``"4223" -> "422"``; else ``""``.
 
-    The inward code is always a digit and two letters, so the district is everything before the last 3.
+    A UK inward code is always a digit and two letters, so the district is everything before the last
+    3. An all-digit postcode (Australia, most of Europe) is a district and a place: the district is
+    all but its last digit, so a typo there still finds the neighbourhood.
     """
+    if postcode.isdigit():
+        return postcode[:-1] if len(postcode) >= 4 else ""
     return postcode[:-3] if len(postcode) >= 5 else ""
 
 
@@ -159,6 +163,22 @@ def normalise_phone(phone: Any) -> str:
     if len(digits) == 10 and not digits.startswith("0"):
         return "0" + digits
     return digits
+
+
+def normalise_date(value: Any) -> str:
+    """A date of birth as ``YYYYMMDD`` digits: ``"1951-11-09"``, ``19511109`` and a ``date`` alike.
+
+    Only digits are kept and anything that is not 8 of them is missing (``""``): a partner's
+    half-filled date must not count as a disagreement. The value is not checked to be a real date,
+    because a typed date with a typo ("19511309") is still evidence, which the comparison grades.
+    """
+    if hasattr(value, "strftime") and not pd.isna(value):
+        return str(value.strftime("%Y%m%d"))
+    text = _text(value)
+    if text.endswith(".0"):  # read as a float by pandas
+        text = text[:-2]
+    digits = _NOT_DIGIT.sub("", text.split("T")[0].split(" ")[0])
+    return digits if len(digits) == 8 else ""
 
 
 def normalise_email(email: Any) -> str:
