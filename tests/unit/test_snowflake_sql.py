@@ -77,3 +77,24 @@ def test_an_upsert_merge_updates_changed_rows_only_and_never_to_an_older_version
     )
     # One statement Snowflake's own grammar accepts (sqlglot's Snowflake dialect, as a syntax check).
     assert len(sqlglot.parse(statement.replace("%s", "'k'"), read="snowflake")) == 1
+
+
+def test_deletions_mark_dimensions_and_add_one_deletion_version_to_facts():
+    from include.etlkit.load.snowflake import GONE, deletion_sql
+    from include.etlkit.load.warehouse import TableLoad
+
+    (dim,) = deletion_sql(TableLoad("dim_design", ("design_id",), "upsert"), [])
+    assert dim == (
+        'UPDATE "CORE"."DIM_DESIGN" AS t SET "DELETED_AT" = g.DELETED_AT FROM ' + GONE + " AS g "
+        'WHERE TO_VARCHAR(t."DESIGN_ID") = g.K AND t."DELETED_AT" IS NULL'
+    )
+    fact = TableLoad("fact_payment", ("payment_id", "row_hash"), "versions", record_id="payment_record_id")
+    (insert,) = deletion_sql(fact, ["payment_id", "paid"])
+    assert insert.startswith(
+        'INSERT INTO "CORE"."FACT_PAYMENT" ("PAYMENT_ID", "PAID", "ROW_HASH", "DELETED_AT") '
+    )
+    assert "MD5(t.\"ROW_HASH\" || ':deleted')" in insert
+    assert 'AND x."DELETED_AT" IS NOT NULL' in insert  # once per key
+    assert insert.endswith(
+        'QUALIFY ROW_NUMBER() OVER (PARTITION BY t."PAYMENT_ID" ORDER BY t."PAYMENT_RECORD_ID" DESC) = 1'
+    )

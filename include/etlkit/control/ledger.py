@@ -43,6 +43,16 @@ class LedgerObject:
     rows: int
 
 
+# Tombstones of rows deleted in a source: landed (and processed) under ``<table>.deleted``.
+DELETIONS = ".deleted"
+DELETED_AT = "_deleted_at"
+
+
+def deletions_of(table_name: str) -> str:
+    """The ledger table name of ``table_name``'s deletions."""
+    return f"{table_name}{DELETIONS}"
+
+
 class Ledger:
     def __init__(self, store: ControlStore | None = None) -> None:
         self.store = store or ControlStore()
@@ -69,8 +79,12 @@ class Ledger:
         row_versions: Iterable[pa.RecordBatch] | None = None,
         advance_state: bool = True,
         source_file: SourceFileRecord | None = None,
+        forget_versions: tuple[str, Sequence[str]] | None = None,
     ) -> None:
         """Record a landed object (if any rows), its row versions, and move the table's state.
+
+        ``forget_versions``: ``(table, keys)`` of rows deleted in the source, whose versions are
+        forgotten with the landing of their tombstones (so each deletion is landed once).
 
         ``row_versions``: batches with columns ``row_key``, ``row_hash``, ``last_updated``.
         ``source_file``: the remote file version the object came from (file drops), recorded in
@@ -107,6 +121,12 @@ class Ledger:
                 )
             if source_file is not None:
                 write_source_file(cur, source_file)
+            if forget_versions is not None and stored is not None:
+                table, keys = forget_versions
+                cur.execute(
+                    "DELETE FROM etl.row_version WHERE source = %s AND table_name = %s AND row_key = ANY(%s)",
+                    (source, table, list(keys)),
+                )
 
     @staticmethod
     def _upsert_row_versions(

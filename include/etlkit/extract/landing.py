@@ -20,7 +20,7 @@ ledger row names, and the retry lands the same bytes under the same key and reco
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class Landing:
         remote: FileVersion | None = None,
         version_id: str | None = None,
         detail: str = "",
+        forget_versions: tuple[str, Sequence[str]] | None = None,
     ) -> StoredObject | None:
         """Store ``local`` once (None: nothing to store) and record it, in one transaction.
 
@@ -98,6 +99,7 @@ class Landing:
         :param remote: the dropped file's remote version, recorded ``landed`` in ``etl.source_file``.
         :param version_id: the remote object's version id, where the source has versions (S3).
         :param detail: more to say in the log line (pages fetched, bytes downloaded).
+        :param forget_versions: ``(table, keys)`` of rows deleted in the source (tombstones).
         """
         stored = None
         if local is not None:
@@ -129,6 +131,7 @@ class Landing:
             row_versions=row_versions if stored is not None else None,  # nothing landed, no versions
             advance_state=advance_state,
             source_file=source_file,
+            forget_versions=forget_versions,
         )
         return stored
 

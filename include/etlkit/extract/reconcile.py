@@ -1,19 +1,29 @@
-"""Reconciliation: land the rows that changed without moving their ``last_updated``.
+"""Reconciliation: land the rows that changed without moving their ``last_updated``, and deletions.
 
 An incremental extract only sees changes that move the cursor column. The real totesys data also
 changes rows in place (a design's file location, an order's agreed date) with ``last_updated``
 untouched. Once a day this compares every row's hash, computed by the source exactly as the extract
 computes it, with the hash of the version last landed (``etl.row_version``); rows that differ, or
 were never landed, are landed again as new versions, and flow downstream like any other landing.
+
+Rows deleted in the source (keys landed before, absent now) are landed as tombstones: a Parquet of
+their keys and the moment the deletion was seen, under ``<table>.deleted`` (mode ``delete``), with
+the deleted rows' versions forgotten in the same transaction, so each deletion lands once. The
+transform turns them into deletions of the models whose primary input is the table, and the load
+marks those rows deleted (see :mod:`include.etlkit.transform.deletions`).
 """
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from psycopg import sql
 
-from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.ledger import DELETED_AT, Ledger, deletions_of
 from include.etlkit.extract.landing import Landing
 from include.etlkit.extract.postgres import ROW_HASH_SQL, PostgresTableExtractOperator
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
@@ -49,18 +59,56 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
         finally:
             conn.close()
         changed = sorted(key for key, row_hash in current if landed.get(key) != row_hash)
+        deleted = sorted(landed.keys() - {key for key, _ in current})
         self.log.info(
-            "%s.%s: %d rows in the source, %d differ from what was landed",
+            "%s.%s: %d rows in the source, %d differ from what was landed, %d were deleted",
             self.source,
             spec.name,
             len(current),
             len(changed),
+            len(deleted),
         )
+        if deleted:
+            self.land_deletions(context, deleted, window)
         if not changed:
-            Landing.report(context, rows_in=len(current), rows_out=0)
-            return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
+            Landing.report(context, rows_in=len(current), rows_out=len(deleted))
+            return {
+                "table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0,
+                "deleted": len(deleted),
+            }  # fmt: skip
         condition = sql.SQL("t.{key}::text = ANY(%(keys)s)").format(key=sql.Identifier(spec.key))
         result = self.land(
             context, condition, {"keys": changed}, window, mode="reconcile", advance_state=False
         )
-        return {**result, "changed": len(changed)}
+        return {**result, "changed": len(changed), "deleted": len(deleted)}
+
+    def land_deletions(self, context: Any, keys: list[str], window: ExtractWindow) -> None:
+        """Land the tombstones of rows deleted in the source (their keys, when it was seen)."""
+        spec = self.spec
+        tombstones = pa.table(
+            {
+                spec.key: pa.array(keys, pa.string()),
+                DELETED_AT: pa.array([window.upper] * len(keys), pa.timestamp("us")),
+            }
+        )
+        landing = Landing(
+            source=self.source,
+            name=deletions_of(spec.name),
+            bucket=self.bucket,
+            window=window,
+            run_id=context["run_id"],
+            log=self.log,
+            aws_conn_id=self.aws_conn_id,
+        )
+        with tempfile.TemporaryDirectory(prefix=f"deleted-{spec.name}-") as tmp:
+            local = Path(tmp) / "deleted.parquet"
+            pq.write_table(tombstones, local, compression="zstd")
+            landing.land(
+                local,
+                rows=len(keys),
+                mode="delete",
+                advance_state=False,
+                suffix=".parquet",
+                file_name=f"{spec.name}-deleted",
+                forget_versions=(spec.name, keys),
+            )

@@ -8,18 +8,21 @@ common-sql's check operators directly: their ``conn_id`` is a templated field, a
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.ledger import Ledger, deletions_of
 from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
 from include.etlkit.load.warehouse import TableLoad, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.redaction import redact
+from include.etlkit.storage import ImmutableStore
 
 
 class LoadProcessedOperator(BaseOperator):
@@ -59,7 +62,7 @@ class LoadProcessedOperator(BaseOperator):
         ledger = Ledger()
         files = FileStatusStore()
         pending = ledger.pending_processed(self.source)
-        known = {spec.name for spec in self.tables}
+        known = {spec.name for spec in self.tables} | {deletions_of(spec.name) for spec in self.tables}
         unknown = sorted({o.table_name for o in pending} - known)
         if unknown:
             raise ValueError(f"processed objects for tables this load does not know: {unknown}")
@@ -95,6 +98,16 @@ class LoadProcessedOperator(BaseOperator):
                     obj.bucket,
                     obj.key,
                     changed,
+                )
+            # Rows deleted in the source, after the table's new rows (a key re-landed and then
+            # deleted ends deleted).
+            for obj in (o for o in pending if o.table_name == deletions_of(spec.name)):
+                gone = pq.read_table(io.BytesIO(ImmutableStore().get_bytes(obj.bucket, obj.key)))
+                changed = warehouse.apply_deletions(spec, gone)
+                ledger.mark_loaded([obj], context["run_id"])
+                merged[spec.name] = merged.get(spec.name, 0) + changed
+                self.log.info(
+                    "%s: %d row(s) deleted in the source, %d marked in core", spec.name, obj.rows, changed
                 )
         if not pending:
             self.log.info("nothing processed and not yet loaded for %s", self.source)

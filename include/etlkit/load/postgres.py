@@ -26,6 +26,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from include.etlkit.control.ledger import DELETED_AT
 from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, LOAD_REGISTRY, TableLoad
 from include.etlkit.storage import ImmutableStore
 
@@ -93,6 +94,55 @@ class PostgresWarehouse:
             raise
         finally:
             conn.close()
+
+    def apply_deletions(self, spec: TableLoad, rows: pa.Table) -> int:
+        """Mark rows deleted in the source (see :meth:`Warehouse.apply_deletions`), in one transaction."""
+        key = spec.key[0]
+        core = sql.Identifier(spec.core_schema, spec.warehouse_table)
+        keys = [str(k) for k in rows.column(key).to_pylist()]
+        moments = rows.column(DELETED_AT).to_pylist()
+        gone = sql.SQL("unnest(%s::text[], %s::timestamp[]) AS g(k, deleted_at)")
+        with self.session() as cur:
+            if spec.merge == "upsert":
+                cur.execute(
+                    sql.SQL(
+                        "UPDATE {core} AS t SET deleted_at = g.deleted_at FROM {gone} "
+                        "WHERE t.{key}::text = g.k AND t.deleted_at IS NULL"
+                    ).format(core=core, gone=gone, key=sql.Identifier(key)),
+                    (keys, moments),
+                )
+                return cur.rowcount
+            if not spec.record_id:
+                raise ValueError(f"{spec.name}: deleting from a versions table needs its record_id")
+            cur.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = %s ORDER BY ordinal_position",
+                (spec.core_schema, spec.warehouse_table),
+            )
+            copied = [c for (c,) in cur.fetchall() if c not in (spec.record_id, "row_hash", "deleted_at")]
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in copied)
+            from_t = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in copied)
+            # A copy of the version numbered last, with its own row_hash and deleted_at: once only.
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {core} ({cols}, row_hash, deleted_at) "
+                    "SELECT DISTINCT ON (t.{key}) {from_t}, md5(t.row_hash || ':deleted'), g.deleted_at "
+                    "FROM {core} AS t JOIN {gone} ON t.{key}::text = g.k "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {core} AS x WHERE x.{key} = t.{key} "
+                    "AND x.deleted_at IS NOT NULL) "
+                    "ORDER BY t.{key}, t.{record_id} DESC "
+                    "ON CONFLICT DO NOTHING"
+                ).format(
+                    core=core,
+                    cols=cols,
+                    from_t=from_t,
+                    gone=gone,
+                    key=sql.Identifier(key),
+                    record_id=sql.Identifier(spec.record_id),
+                ),
+                (keys, moments),
+            )
+            return cur.rowcount
 
     @staticmethod
     def refuses(error: BaseException) -> bool:

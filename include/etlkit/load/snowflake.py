@@ -47,6 +47,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from include.etlkit.control.ledger import DELETED_AT
 from include.etlkit.load.warehouse import LOAD_ID, TableLoad
 from include.etlkit.storage import ImmutableStore
 
@@ -214,6 +215,36 @@ class SnowflakeWarehouse:
         finally:
             conn.close()
 
+    def apply_deletions(self, spec: TableLoad, rows: pa.Table) -> int:
+        """Mark rows deleted in the source (see :meth:`Warehouse.apply_deletions`), in one transaction."""
+        key = spec.key[0]
+        pairs = list(
+            zip(
+                [str(k) for k in rows.column(key).to_pylist()],
+                rows.column(DELETED_AT).to_pylist(),
+                strict=True,
+            )
+        )
+        with self.session() as cur:
+            cur.execute(f"CREATE TEMPORARY TABLE {GONE} (K VARCHAR, DELETED_AT TIMESTAMP_NTZ)")
+            cur.executemany(f"INSERT INTO {GONE} (K, DELETED_AT) VALUES (%s, %s)", pairs)
+            copied: list[str] = []
+            if spec.merge == "versions":
+                if not spec.record_id:
+                    raise ValueError(f"{spec.name}: deleting from a versions table needs its record_id")
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                    "AND table_name = %s ORDER BY ordinal_position",
+                    (spec.core_schema.upper(), spec.warehouse_table.upper()),
+                )
+                skip = {spec.record_id.upper(), "ROW_HASH", "DELETED_AT"}
+                copied = [c for (c,) in cur.fetchall() if c.upper() not in skip]
+            changed = 0
+            for statement in deletion_sql(spec, copied):
+                cur.execute(statement)
+                changed += cur.rowcount or 0
+            return changed
+
     @staticmethod
     def refuses(error: BaseException) -> bool:
         """Whether ``error`` is Snowflake refusing the object's data (a value its column cannot hold, a
@@ -268,3 +299,32 @@ def parquet_schema(bucket: str, key: str, aws_conn_id: str = "aws_default") -> p
     footer = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{footer_length + 8}")["Body"].read()
     # A file made of the footer alone: enough for pyarrow to read the schema, no row group is touched.
     return pq.read_schema(pa.BufferReader(b"PAR1" + footer))
+
+
+GONE = '"_ETL_DELETED"'  # a temporary table of the session: the deleted keys and when
+
+
+def deletion_sql(spec: TableLoad, copied: Sequence[str]) -> list[str]:
+    """The statements that mark ``GONE``'s keys deleted in ``spec``'s core table.
+
+    Upsert tables: ``deleted_at`` set where it is not yet. Versions tables: a deletion version (a copy
+    of the version numbered last, ``row_hash`` = MD5 of its own plus ``:deleted``) once per key.
+    """
+    core = qualified(spec.core_schema, spec.warehouse_table)
+    key = quote(spec.key[0])
+    if spec.merge == "upsert":
+        return [
+            f"UPDATE {core} AS t SET {quote('deleted_at')} = g.DELETED_AT FROM {GONE} AS g "
+            f"WHERE TO_VARCHAR(t.{key}) = g.K AND t.{quote('deleted_at')} IS NULL"
+        ]
+    cols = ", ".join(quote(c) for c in copied)
+    from_t = ", ".join(f"t.{quote(c)}" for c in copied)
+    record_id = quote(spec.record_id or "")
+    return [
+        f"INSERT INTO {core} ({cols}, {quote('row_hash')}, {quote('deleted_at')}) "
+        f"SELECT {from_t}, MD5(t.{quote('row_hash')} || ':deleted'), g.DELETED_AT "
+        f"FROM {core} AS t JOIN {GONE} AS g ON TO_VARCHAR(t.{key}) = g.K "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {core} AS x WHERE x.{key} = t.{key} "
+        f"AND x.{quote('deleted_at')} IS NOT NULL) "
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY t.{key} ORDER BY t.{record_id} DESC) = 1"
+    ]

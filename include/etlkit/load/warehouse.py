@@ -48,6 +48,8 @@ class TableLoad:
     ``landing_only`` columns are kept in ``landing`` for lineage (a file's row number, say) but not
     merged into ``core``. ``version`` names a column that orders a row's versions: an upsert then
     never replaces a row with an older version of it, whatever order the objects are loaded in.
+    ``record_id`` (versions) is the column the warehouse numbers a table's rows by on insert; a
+    deletion version copies the row it numbered last.
     """
 
     name: str
@@ -58,6 +60,7 @@ class TableLoad:
     table: str | None = None
     landing_only: tuple[str, ...] = ()
     version: str | None = None  # upsert only: a column ordering versions (``updated_at``, say)
+    record_id: str | None = None  # versions: the column the warehouse numbers rows by on insert
 
     def __post_init__(self) -> None:
         if self.merge not in ("upsert", "versions"):
@@ -96,6 +99,12 @@ class Warehouse(Protocol):
 
     def session(self) -> AbstractContextManager[Any]:
         """A DB-API cursor in one transaction: committed on success, rolled back on an error."""
+        ...
+
+    def apply_deletions(self, spec: TableLoad, rows: pa.Table) -> int:
+        """Mark the rows whose first key column is in ``rows`` (with ``_deleted_at``) deleted in core:
+        ``deleted_at`` on an upsert table, a deletion version on a versions table. Returns rows
+        changed; applying the same deletions again changes nothing."""
         ...
 
     def refuses(self, error: BaseException) -> bool:

@@ -114,7 +114,7 @@ class Model:
     @property
     def load(self) -> TableLoad:
         """How the load merges this model's table into the warehouse."""
-        return TableLoad(name=self.name, key=self.key, merge=self.merge)
+        return TableLoad(name=self.name, key=self.key, merge=self.merge, record_id=self.record_id)
 
     @property
     def sql(self) -> str:

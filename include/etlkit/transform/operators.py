@@ -36,10 +36,11 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger, LedgerObject
+from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.pipelines.models import Model, ModelInput
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.transform.batch import affected
+from include.etlkit.transform.deletions import deleting_models, deletions
 from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
     BATCH_ROWS,
@@ -149,8 +150,12 @@ class _TransformRun:
         self.run_id = run_id
         self.work = work
         self.by_table: dict[str, list[LedgerObject]] = defaultdict(list)
+        self.tombstones: dict[str, list[LedgerObject]] = defaultdict(list)  # rows deleted in the source
         for obj in pending:
-            self.by_table[obj.table_name].append(obj)
+            if obj.table_name.endswith(DELETIONS):
+                self.tombstones[obj.table_name.removesuffix(DELETIONS)].append(obj)
+            else:
+                self.by_table[obj.table_name].append(obj)
         self.plan = affected(operator.models, self.by_table)
         self.landed: dict[str, list[Path]] = {}
         self.current: dict[str, Path] = {}
@@ -183,6 +188,13 @@ class _TransformRun:
                 self._build(model)
             except Exception as exc:  # reported at the end; the other models go on
                 self._fail(model.name, model.source_tables, exc)
+        for table, objects in self.tombstones.items():
+            try:
+                self._delete(table, objects)
+            except Exception as exc:  # the tombstones stay pending; the rest is recorded
+                self.failures[deletions_of(table)] = f"deletions of {table}: {exc}"
+                self.failed_tables.add(deletions_of(table))
+                self.log.error("deletions of %s: %s", table, exc)
 
     def record(self) -> list[LedgerObject]:
         """Record what was built and mark the landed objects it came from; returns those objects."""
@@ -237,6 +249,27 @@ class _TransformRun:
             prefix = run_prefix(self.source, model.name, self.run_id)
             stored = self.store.create_file(self.operator.bucket, prefix, model.name, path, ".parquet")
             self.produced.append((model.name, stored, rows))
+
+    def _delete(self, table: str, objects: list[LedgerObject]) -> None:
+        """Rows deleted from ``table`` in the source, as deletions of the models built from it."""
+        models = deleting_models(self.operator.models, table)
+        if not models:
+            deleted = sum(o.rows for o in objects)
+            self.log.info("%d deletion(s) of %s: no model is built from it", deleted, table)
+            return
+        paths = [self._download(obj, self.work / "deleted" / table, i) for i, obj in enumerate(objects)]
+        # The tombstones' first column is the table's key (the reconciliation writes key, then time).
+        source_key = pq.read_schema(paths[0]).names[0]
+        for model in models:
+            rows = deletions(model, paths, self.targets.schemas, source_key)
+            path = self.work / "deleted" / f"{model.name}.parquet"
+            pq.write_table(rows, path, compression="zstd")
+            prefix = run_prefix(self.source, model.name, self.run_id)
+            stored = self.store.create_file(
+                self.operator.bucket, prefix, f"{model.name}-deleted", path, ".parquet"
+            )
+            self.produced.append((deletions_of(model.name), stored, rows.num_rows))
+            self.log.info("%s: %d row(s) deleted in the source (%s)", model.name, rows.num_rows, stored.uri)
 
     def _current_state(self, item: ModelInput) -> Path:
         """The table's snapshot after this run's new rows (a new snapshot is stored when it changed)."""

@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS etl.landed_object (
     key              text        NOT NULL,
     source           text        NOT NULL,
     table_name       text        NOT NULL,
-    mode             text        NOT NULL CHECK (mode IN ('full', 'incremental', 'reconcile', 'file')),
+    mode             text        NOT NULL
+        CHECK (mode IN ('full', 'incremental', 'reconcile', 'file', 'delete')),
     rows             bigint      NOT NULL,
     sha256           text        NOT NULL,
     window_start     timestamp,
@@ -117,3 +118,9 @@ CREATE TABLE IF NOT EXISTS etl.row_version (
     landed_key   text      NOT NULL,
     PRIMARY KEY (source, table_name, row_key)
 );
+
+-- Rows deleted in the source are landed as tombstones (mode 'delete', table '<table>.deleted'): the
+-- reconciliation finds keys landed before and gone from the source now.
+ALTER TABLE etl.landed_object DROP CONSTRAINT IF EXISTS landed_object_mode_check;
+ALTER TABLE etl.landed_object ADD CONSTRAINT landed_object_mode_check
+    CHECK (mode IN ('full', 'incremental', 'reconcile', 'file', 'delete'));

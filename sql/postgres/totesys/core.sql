@@ -149,3 +149,20 @@ CREATE TABLE IF NOT EXISTS core.fact_payment (
     row_hash          char(32) NOT NULL,
     CONSTRAINT fact_payment_version_key UNIQUE (payment_id, row_hash)
 );
+
+-- ---------------------------------------------------------------------------------------------
+-- Rows deleted in the source: `deleted_at` is when the daily reconciliation found them gone. A
+-- dimension row is kept and marked; a fact gets a deletion version (a copy of its current version
+-- with deleted_at set). Marts leave deleted facts out. Added after the ERD's columns, to every table.
+-- ---------------------------------------------------------------------------------------------
+ALTER TABLE core.dim_date ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_staff ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_location ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_design ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_currency ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_counterparty ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_transaction ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.dim_payment_type ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.fact_sales_order ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.fact_purchase_order ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+ALTER TABLE core.fact_payment ADD COLUMN IF NOT EXISTS deleted_at timestamp;

@@ -64,6 +64,8 @@ SELECT DISTINCT ON (f.sales_order_id)
     (f.units_sold * f.unit_price)::numeric(18, 2) AS order_value,
     count(*) OVER (PARTITION BY f.sales_order_id) AS version_count
 FROM core.fact_sales_order AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_sales_order AS d WHERE d.sales_order_id = f.sales_order_id AND d.deleted_at IS NOT NULL)
 ORDER BY f.sales_order_id, f.last_updated_date DESC, f.last_updated_time DESC, f.sales_record_id DESC;
 
 COMMENT ON VIEW mart.current_sales_order IS
@@ -92,6 +94,8 @@ SELECT DISTINCT ON (f.purchase_order_id)
     (f.item_quantity * f.item_unit_price)::numeric(18, 2) AS order_value,
     count(*) OVER (PARTITION BY f.purchase_order_id) AS version_count
 FROM core.fact_purchase_order AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_purchase_order AS d WHERE d.purchase_order_id = f.purchase_order_id AND d.deleted_at IS NOT NULL)
 ORDER BY f.purchase_order_id, f.last_updated_date DESC, f.last_updated_time DESC, f.purchase_record_id DESC;
 
 COMMENT ON VIEW mart.current_purchase_order IS
@@ -116,6 +120,8 @@ SELECT DISTINCT ON (f.payment_id)
     f.row_hash,
     count(*) OVER (PARTITION BY f.payment_id) AS version_count
 FROM core.fact_payment AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_payment AS d WHERE d.payment_id = f.payment_id AND d.deleted_at IS NOT NULL)
 ORDER BY f.payment_id, f.last_updated_date DESC, f.last_updated_time DESC, f.payment_record_id DESC;
 
 COMMENT ON VIEW mart.current_payment IS

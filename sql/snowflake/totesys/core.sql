@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS core.dim_date (
     day_of_week NUMBER(10,0) NOT NULL,  -- ISO: Monday = 1 ... Sunday = 7
     day_name    VARCHAR      NOT NULL,
     month_name  VARCHAR      NOT NULL,
-    quarter     NUMBER(10,0) NOT NULL
+    quarter     NUMBER(10,0) NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_staff (
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS core.dim_staff (
     last_name       VARCHAR      NOT NULL,
     department_name VARCHAR      NOT NULL,
     location        VARCHAR      NOT NULL,
-    email_address   VARCHAR      NOT NULL
+    email_address   VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_location (
@@ -53,20 +55,23 @@ CREATE TABLE IF NOT EXISTS core.dim_location (
     city           VARCHAR      NOT NULL,
     postal_code    VARCHAR      NOT NULL,
     country        VARCHAR      NOT NULL,
-    phone          VARCHAR      NOT NULL
+    phone          VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_design (
     design_id     NUMBER(10,0) PRIMARY KEY,
     design_name   VARCHAR      NOT NULL,
     file_location VARCHAR      NOT NULL,
-    file_name     VARCHAR      NOT NULL
+    file_name     VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_currency (
     currency_id   NUMBER(10,0) PRIMARY KEY,
     currency_code VARCHAR      NOT NULL,
-    currency_name VARCHAR      NOT NULL
+    currency_name VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_counterparty (
@@ -78,23 +83,26 @@ CREATE TABLE IF NOT EXISTS core.dim_counterparty (
     counterparty_legal_city           VARCHAR      NOT NULL,
     counterparty_legal_postal_code    VARCHAR      NOT NULL,
     counterparty_legal_country        VARCHAR      NOT NULL,
-    counterparty_legal_phone_number   VARCHAR      NOT NULL
+    counterparty_legal_phone_number   VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_transaction (
     transaction_id    NUMBER(10,0) PRIMARY KEY,
     transaction_type  VARCHAR      NOT NULL,
     sales_order_id    NUMBER(10,0),
-    purchase_order_id NUMBER(10,0)
+    purchase_order_id NUMBER(10,0),
+    deleted_at TIMESTAMP_NTZ
 );
 
 CREATE TABLE IF NOT EXISTS core.dim_payment_type (
     payment_type_id   NUMBER(10,0) PRIMARY KEY,
-    payment_type_name VARCHAR      NOT NULL
+    payment_type_name VARCHAR      NOT NULL,
+    deleted_at TIMESTAMP_NTZ
 );
 
 -- ---------------------------------------------------------------------------------------------
--- Facts (why (source id, row_hash) is the version key: see the PostgreSQL file)
+-- Facts (why (source id, row_hash) is the version key, and deleted_at: see the PostgreSQL file)
 -- ---------------------------------------------------------------------------------------------
 
 CREATE TABLE IF NOT EXISTS core.fact_sales_order (
@@ -114,6 +122,7 @@ CREATE TABLE IF NOT EXISTS core.fact_sales_order (
     agreed_delivery_date        DATE         NOT NULL,
     agreed_delivery_location_id NUMBER(10,0) NOT NULL,
     row_hash                    CHAR(32)     NOT NULL,
+    deleted_at                  TIMESTAMP_NTZ,
     CONSTRAINT fact_sales_order_version_key UNIQUE (sales_order_id, row_hash)
 );
 
@@ -134,6 +143,7 @@ CREATE TABLE IF NOT EXISTS core.fact_purchase_order (
     agreed_payment_date         DATE         NOT NULL,
     agreed_delivery_location_id NUMBER(10,0) NOT NULL,
     row_hash                    CHAR(32)     NOT NULL,
+    deleted_at                  TIMESTAMP_NTZ,
     CONSTRAINT fact_purchase_order_version_key UNIQUE (purchase_order_id, row_hash)
 );
 
@@ -152,5 +162,6 @@ CREATE TABLE IF NOT EXISTS core.fact_payment (
     paid              BOOLEAN      NOT NULL,
     payment_date      DATE         NOT NULL,
     row_hash          CHAR(32)     NOT NULL,
+    deleted_at                  TIMESTAMP_NTZ,
     CONSTRAINT fact_payment_version_key UNIQUE (payment_id, row_hash)
 );

@@ -38,6 +38,8 @@ SELECT
     (f.units_sold * f.unit_price)::NUMBER(18, 2) AS order_value,
     COUNT(*) OVER (PARTITION BY f.sales_order_id) AS version_count
 FROM core.fact_sales_order AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_sales_order AS d WHERE d.sales_order_id = f.sales_order_id AND d.deleted_at IS NOT NULL)
 QUALIFY ROW_NUMBER() OVER (
     PARTITION BY f.sales_order_id
     ORDER BY f.last_updated_date DESC, f.last_updated_time DESC, f.sales_record_id DESC
@@ -65,6 +67,8 @@ SELECT
     (f.item_quantity * f.item_unit_price)::NUMBER(18, 2) AS order_value,
     COUNT(*) OVER (PARTITION BY f.purchase_order_id) AS version_count
 FROM core.fact_purchase_order AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_purchase_order AS d WHERE d.purchase_order_id = f.purchase_order_id AND d.deleted_at IS NOT NULL)
 QUALIFY ROW_NUMBER() OVER (
     PARTITION BY f.purchase_order_id
     ORDER BY f.last_updated_date DESC, f.last_updated_time DESC, f.purchase_record_id DESC
@@ -88,6 +92,8 @@ SELECT
     f.row_hash,
     COUNT(*) OVER (PARTITION BY f.payment_id) AS version_count
 FROM core.fact_payment AS f
+-- A row deleted in the source (it has a deletion version) is no longer current.
+WHERE NOT EXISTS (SELECT 1 FROM core.fact_payment AS d WHERE d.payment_id = f.payment_id AND d.deleted_at IS NOT NULL)
 QUALIFY ROW_NUMBER() OVER (
     PARTITION BY f.payment_id
     ORDER BY f.last_updated_date DESC, f.last_updated_time DESC, f.payment_record_id DESC
