@@ -23,6 +23,7 @@ retail = pipeline("retail")
     catchup=False,
     max_active_runs=1,
     default_args=retail.default_args(),
+    params=retail.ingest_params(),
     tags=["retail", "ingest"],
     doc_md=__doc__,
 )

@@ -22,6 +22,7 @@ totesys = pipeline("totesys")
     catchup=False,
     max_active_runs=1,
     default_args=totesys.default_args(),
+    params=totesys.ingest_params(),
     tags=["totesys", "ingest"],
     doc_md=__doc__,
 )

@@ -27,6 +27,7 @@ DEFAULT_OVERLAP = timedelta(minutes=15)
 class ExtractWindow:
     lower: datetime | None  # None: a full snapshot
     upper: datetime
+    refresh: str | None = None  # the run id of a re-landing a person asked for (full_refresh, since)
 
     @property
     def mode(self) -> str:

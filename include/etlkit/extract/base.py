@@ -19,7 +19,14 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.landing import Landing
-from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow, incremental_window, run_interval
+from include.etlkit.run_params import refresh_from
+from include.etlkit.windows import (
+    DEFAULT_OVERLAP,
+    ExtractWindow,
+    incremental_window,
+    run_interval,
+    source_clock,
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class TableExtractOperator(BaseOperator):
             Ledger().landed_until(self.source, spec.name),
             self.overlap,
         )
+        refresh, since = refresh_from(context)
+        if refresh:  # a person asked to re-land (run params full_refresh / since)
+            lower = source_clock(since) if since is not None else None
+            window = ExtractWindow(lower, window.upper, refresh=context["run_id"])
         self.log.info(
             "landing %s.%s rows with %s in %s", self.source, spec.name, spec.cursor, window.describe()
         )

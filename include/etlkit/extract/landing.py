@@ -67,7 +67,9 @@ class Landing:
 
     @property
     def prefix(self) -> str:
-        return f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}"
+        base = f"{self.source}/{self.name}/{self.window.upper:%Y/%m/%d}"
+        # A re-landing a person asked for is new objects, never the earlier ones found again.
+        return f"{base}/refresh={self.window.refresh}" if self.window.refresh else base
 
     def land(
         self,

@@ -41,6 +41,7 @@ from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
 from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
 from include.etlkit.pipelines.models import Model
+from include.etlkit.run_params import RunOnlyRequestedFeed, ingest_params
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import run_interval
 
@@ -77,10 +78,19 @@ class Pipeline:
 
     # -- ingest, drops, reconcile ---------------------------------------------------------------
 
+    def ingest_params(self) -> dict[str, Any]:
+        """The ingest DAG's Params: ``tables``, ``full_refresh``, ``since`` (see ``run_params``)."""
+        return ingest_params([feed.name for feed in self.config.feeds if feed.kind not in DROP_KINDS])
+
     def land_scheduled_feeds(self) -> list[BaseOperator]:
-        """One extract task per feed that is fetched on a schedule (tables, API listings, FTP)."""
+        """One extract task per feed that is fetched on a schedule (tables, API listings, FTP).
+
+        Each skips itself when the run's ``tables`` Param names other feeds.
+        """
         return [
-            factory.extract(self.config, feed) for feed in self.config.feeds if feed.kind not in DROP_KINDS
+            factory.extract(self.config, feed, pre_execute=RunOnlyRequestedFeed(feed.name))
+            for feed in self.config.feeds
+            if feed.kind not in DROP_KINDS
         ]
 
     def land_dropped_feeds(self) -> list[BaseOperator]:
