@@ -247,3 +247,29 @@ def test_forgetting_a_source_clears_every_table_that_remembers_it_and_nothing_el
 
     assert (remembered(gone), remembered(kept)) == (0, 2)
     Ledger(control_plane).forget(kept)
+
+
+def test_the_cli_shows_a_dags_last_runs_feed_by_feed_and_reenables_with_a_reason(
+    probe, control_plane, capsys
+):
+    from include.etlkit.control.cli import main
+
+    control_plane.register([(DAG_ID, t) for t in probe.task_ids])
+    control_plane.set_enabled(DAG_ID, "disabled_step", False, reason="switched off by the test")
+    first, second = probe.test(), probe.test()
+
+    runs = control_plane.last_runs(DAG_ID, runs=1)
+    assert {row[0] for row in runs} == {second.run_id}  # the newest run only
+    by_task = {row[1]: row for row in runs}
+    assert by_task["count_rows"][2:7] == ("success", 1, 10, 8, 2)  # status, tries, in, out, rejected
+    assert by_task["always_fails"][2] == "failed" and by_task["disabled_step"][2] == "skipped"
+    assert {row[0] for row in control_plane.last_runs(DAG_ID, runs=2)} == {first.run_id, second.run_id}
+
+    capsys.readouterr()  # the runs' own log lines
+    assert main(["runs", DAG_ID, "--runs", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert second.run_id in shown and first.run_id not in shown and "count_rows" in shown
+
+    assert main(["enable", DAG_ID, "disabled_step", "--reason", "maintenance over"]) == 0
+    (row,) = [r for r in control_plane.audit_rows(DAG_ID) if r[1] == "disabled_step"]
+    assert row[2] is True and row[3] == "maintenance over"

@@ -55,8 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         switch = sub.add_parser(name, help=f"{name} one task, or every task of a DAG")
         switch.add_argument("dag_id")
         switch.add_argument("task_id", nargs="?")
-        if name == "disable":
-            switch.add_argument("--reason", help="recorded in etl.audit and in skipped tasks' log rows")
+        switch.add_argument(
+            "--reason",
+            help="recorded in etl.audit (why it was switched); a disabled task's skips quote it",
+        )
+    runs = sub.add_parser("runs", help="a DAG's last runs, feed by feed: status, rows, duration")
+    runs.add_argument("dag_id")
+    runs.add_argument("--runs", type=int, default=5)
     show = sub.add_parser("log", help="show recent etl.task_log rows")
     show.add_argument("--dag")
     show.add_argument("--limit", type=int, default=20)
@@ -81,6 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"no etl.audit row for {args.dag_id} {args.task_id or '(any task)'}", file=sys.stderr)
                 return 1
             print(f"{args.command}d {changed} task(s)")
+        elif args.command == "runs":
+            rows = store.last_runs(args.dag_id, args.runs)
+            headers = [
+                "run_id",
+                "task_id",
+                "status",
+                "tries",
+                "rows_in",
+                "rows_out",
+                "rejected",
+                "seconds",
+                "started_at",
+            ]
+            print(_table(headers, rows))
         elif args.command == "log":
             rows = store.recent_log(dag_id=args.dag, limit=args.limit)
             headers = [

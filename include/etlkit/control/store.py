@@ -212,6 +212,22 @@ class ControlStore:
         )
         return len(rows or [])
 
+    def last_runs(self, dag_id: str, runs: int = 5) -> list[tuple]:
+        """A DAG's last ``runs`` runs, task by task (the latest try of each): run, task, status, tries,
+        rows in, out and rejected, seconds and the start; newest run first."""
+        return self.query(
+            "WITH recent AS (SELECT run_id, min(started_at) AS run_started FROM etl.task_log "
+            "WHERE dag_id = %s GROUP BY run_id ORDER BY run_started DESC LIMIT %s), "
+            "latest AS (SELECT DISTINCT ON (l.run_id, l.task_id, l.map_index) l.*, "
+            "count(*) OVER (PARTITION BY l.run_id, l.task_id, l.map_index) AS tries "
+            "FROM etl.task_log AS l JOIN recent USING (run_id) WHERE l.dag_id = %s "
+            "ORDER BY l.run_id, l.task_id, l.map_index, l.try_number DESC) "
+            "SELECT latest.run_id, task_id, status, tries, rows_in, rows_out, rows_rejected, "
+            "duration_seconds, started_at FROM latest JOIN recent USING (run_id) "
+            "ORDER BY recent.run_started DESC, task_id",
+            (dag_id, runs, dag_id),
+        )
+
     def audit_rows(self, dag_id: str | None = None) -> list[tuple]:
         return self.query(
             "SELECT dag_id, task_id, enabled, reason, updated_at, updated_by FROM etl.audit "
