@@ -266,3 +266,23 @@ def test_on_an_mwaa_api_server_the_page_finds_the_framework_in_the_dags_folder(t
     assert outcome["before"] is False  # not importable until the page needed it
     assert outcome["status"] == 401  # the app was built, and wants a login
     assert outcome["include"].startswith(str(bundle / "dags" / "include"))
+
+
+def test_a_dags_page_shows_its_last_runs_feed_by_feed_and_enables_with_a_reason(
+    client, airflow_api, dag_id, control_plane
+):
+    login(client, airflow_api[1], role="viewer")
+    html = client.get(PAGE, params={"dag": dag_id}).text
+    assert '<table id="runs">' in html
+    assert 'data-run-id="manual__2026-01-02" data-task-id="transform" data-status="failed"' in html
+    runs = client.get("/etl-control/api/runs", params={"dag": dag_id}).json()
+    assert [(r["task_id"], r["status"], r["tries"], r["rows_in"], r["rows_rejected"]) for r in runs] == [
+        ("extract", "success", 1, 120, 2),
+        ("transform", "failed", 1, 120, 2),
+    ]
+    assert '<table id="runs">' not in client.get(PAGE).text  # only for one DAG
+
+    login(client, airflow_api[1], username="carol", role="user")
+    control_plane.set_enabled(dag_id, "load", False, reason="maintenance")
+    client.post(f"/etl-control/audit/{dag_id}/load/enable", data={"reason": "maintenance over"})
+    assert audit_row(control_plane, dag_id, "load") == (True, "maintenance over", "carol")

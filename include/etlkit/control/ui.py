@@ -45,6 +45,18 @@ from include.etlkit.control.store import ControlPlaneUnavailable, ControlStore
 URL_PREFIX = "/etl-control"
 PAGE = Path(__file__).with_name("control_plane.html")
 DEFAULT_LOG_LIMIT = 50
+DEFAULT_RUNS = 5  # a DAG's last runs shown feed by feed
+RUN_COLUMNS = (
+    "run_id",
+    "task_id",
+    "status",
+    "tries",
+    "rows_in",
+    "rows_out",
+    "rows_rejected",
+    "duration_seconds",
+    "started_at",
+)
 MAX_LOG_LIMIT = 500
 MAX_REASON_CHARS = 500
 
@@ -177,6 +189,11 @@ def create_app(
             if (d, t) not in known and dag in (None, d)
         ]
 
+    def _runs(dag: str | None) -> list[dict[str, Any]]:
+        if not dag:
+            return []
+        return [_record(RUN_COLUMNS, row) for row in store_factory().last_runs(dag, DEFAULT_RUNS)]
+
     def _log(dag: str | None, limit: int) -> list[dict[str, Any]]:
         rows = store_factory().recent_log(dag_id=dag, limit=_limit(limit))
         return [_record(LOG_COLUMNS, row) for row in rows]
@@ -203,6 +220,7 @@ def create_app(
                 audit=[row for row in every if dag in (None, row["dag_id"])],
                 unregistered=[row for row in unregistered if dag in (None, row["dag_id"])],
                 log=_log(dag, limit),
+                runs=_runs(dag),
                 dag=dag,
                 dag_ids=dag_ids,
                 limit=_limit(limit),
@@ -230,11 +248,7 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown action {action!r}")
         enabled = action == "enable"
         changed = store_factory().set_enabled(
-            dag_id,
-            task_id,
-            enabled,
-            None if enabled else (reason.strip() or None),
-            updated_by=user.get_name(),
+            dag_id, task_id, enabled, reason.strip() or None, updated_by=user.get_name()
         )
         if not changed:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no etl.audit row for {dag_id}.{task_id}")
@@ -256,6 +270,11 @@ def create_app(
     ) -> list[dict[str, str]]:
         """Deployed tasks with no ``etl.audit`` row (registered, enabled, by their first run)."""
         return _unregistered(dag or None, _audit(None))
+
+    @app.get("/api/runs")
+    def runs_json(user: Annotated[BaseUser, Depends(_may_read_all_dags)], dag: str) -> list[dict[str, Any]]:
+        """The DAG's last runs, task by task (latest try): status, tries, rows, seconds."""
+        return [{k: _jsonable(v) for k, v in row.items()} for row in _runs(dag)]
 
     @app.get("/api/task-log")
     def task_log_json(
