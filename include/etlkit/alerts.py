@@ -118,8 +118,10 @@ class FailureReport:
         )
 
     def sns_subject(self) -> str:
-        printable = "".join(c if " " <= c <= "~" else "?" for c in self.subject)
-        return printable[:SNS_SUBJECT_MAX]
+        return self.alert().sns_subject()
+
+    def alert(self) -> Alert:
+        return Alert(self.task_label, self.subject, self.text(), self.html(), self.sns_attributes())
 
     def sns_attributes(self) -> dict[str, str | int]:
         """Message attributes, so subscribers can filter (say, one DAG's alerts to its owners)."""
@@ -154,11 +156,106 @@ def recipients(value: str) -> list[str]:
     return [address.strip() for address in value.replace(";", ",").split(",") if address.strip()]
 
 
-class TaskFailureNotifier(BaseNotifier):
-    """Send a task-failure alert by email and SNS; use as ``on_failure_callback``.
+@dataclass(frozen=True)
+class Alert:
+    """One alert, as every channel states it: what it is about, a subject, plain text and HTML."""
+
+    about: str  # for the log lines: "totesys_load.load_processed", "freshness of retail.sales"
+    subject: str
+    text: str
+    html: str
+    attributes: dict[str, str | int]  # SNS message attributes, so subscribers can filter
+
+    def sns_subject(self) -> str:
+        printable = "".join(c if " " <= c <= "~" else "?" for c in self.subject)
+        return printable[:SNS_SUBJECT_MAX]
+
+
+class AlertChannels:
+    """Email (SMTP, or SES with ``alert_ses_sender``) and SNS, each best effort: never raises.
 
     :param smtp_conn_id: the SMTP connection (host, port, TLS and sender in its extras).
-    :param aws_conn_id: the AWS connection SNS is called with.
+    :param aws_conn_id: the AWS connection SES and SNS are called with (MWAA: the execution role).
+    :param from_email: the SMTP sender; default the connection's ``from_email`` extra.
+    """
+
+    def __init__(
+        self,
+        *,
+        smtp_conn_id: str = SMTP_CONN_ID,
+        aws_conn_id: str = AWS_CONN_ID,
+        from_email: str | None = None,
+    ) -> None:
+        self.smtp_conn_id = smtp_conn_id
+        self.aws_conn_id = aws_conn_id
+        self.from_email = from_email
+
+    def deliver(self, alert: Alert) -> None:
+        for channel in (self.send_email, self.publish_sns):
+            try:
+                channel(alert)
+            except Exception as exc:
+                # Logged, never raised: what the alert is about is the failure that counts.
+                log.error(
+                    "Alert for %s: %s could not deliver it: %s: %s",
+                    alert.about,
+                    channel.__name__,
+                    type(exc).__name__,
+                    redact(str(exc)),
+                )
+
+    def send_email(self, alert: Alert) -> None:
+        to = recipients(_variable(ALERT_EMAILS_VARIABLE))
+        if not to:
+            log.warning(
+                "Alert for %s: Variable %s is empty, no email sent", alert.about, ALERT_EMAILS_VARIABLE
+            )
+            return
+        ses_sender = _variable(ALERT_SES_SENDER_VARIABLE)
+        if ses_sender:
+            from airflow.providers.amazon.aws.hooks.ses import SesHook
+
+            SesHook(aws_conn_id=self.aws_conn_id).send_email(
+                mail_from=ses_sender, to=to, subject=alert.subject, html_content=alert.html
+            )
+            log.info("Alert for %s emailed through SES to %s", alert.about, ", ".join(to))
+            return
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
+            smtp.send_email_smtp(
+                to=to,
+                from_email=self.from_email or smtp.from_email or DEFAULT_FROM_EMAIL,
+                subject=alert.subject,
+                html_content=alert.html,
+            )
+        log.info("Alert for %s emailed to %s", alert.about, ", ".join(to))
+
+    def publish_sns(self, alert: Alert) -> None:
+        topic_arn = _variable(ALERT_SNS_TOPIC_VARIABLE)
+        if not topic_arn:
+            log.info(
+                "Alert for %s: Variable %s is empty, no SNS message sent",
+                alert.about,
+                ALERT_SNS_TOPIC_VARIABLE,
+            )
+            return
+        from airflow.providers.amazon.aws.hooks.sns import SnsHook
+
+        SnsHook(aws_conn_id=self.aws_conn_id).publish_to_target(
+            target_arn=topic_arn,
+            message=alert.text,
+            subject=alert.sns_subject(),
+            message_attributes=alert.attributes,
+        )
+        log.info("Alert for %s published to %s", alert.about, topic_arn)
+
+
+class TaskFailureNotifier(BaseNotifier):
+    """Send a task-failure alert through :class:`AlertChannels`; use as ``on_failure_callback``.
+
+    :param smtp_conn_id: the SMTP connection (host, port, TLS and sender in its extras).
+    :param aws_conn_id: the AWS connection SES and SNS are called with.
     :param from_email: the sender; default the connection's ``from_email`` extra.
     """
 
@@ -180,66 +277,10 @@ class TaskFailureNotifier(BaseNotifier):
         except Exception:
             log.exception("Failure alert: could not describe the failed task; no alert sent")
             return
-        for channel in (self.send_email, self.publish_sns):
-            try:
-                channel(report)
-            except Exception as exc:
-                # Logged, never raised: the task's own failure is the one that counts.
-                log.error(
-                    "Failure alert for %s: %s could not deliver it: %s: %s",
-                    report.task_label,
-                    channel.__name__,
-                    type(exc).__name__,
-                    exc,
-                )
-
-    def send_email(self, report: FailureReport) -> None:
-        to = recipients(_variable(ALERT_EMAILS_VARIABLE))
-        if not to:
-            log.warning(
-                "Failure alert for %s: Variable %s is empty, no email sent",
-                report.task_label,
-                ALERT_EMAILS_VARIABLE,
-            )
-            return
-        ses_sender = _variable(ALERT_SES_SENDER_VARIABLE)
-        if ses_sender:
-            from airflow.providers.amazon.aws.hooks.ses import SesHook
-
-            SesHook(aws_conn_id=self.aws_conn_id).send_email(
-                mail_from=ses_sender, to=to, subject=report.subject, html_content=report.html()
-            )
-            log.info("Failure alert for %s emailed through SES to %s", report.task_label, ", ".join(to))
-            return
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
-            smtp.send_email_smtp(
-                to=to,
-                from_email=self.from_email or smtp.from_email or DEFAULT_FROM_EMAIL,
-                subject=report.subject,
-                html_content=report.html(),
-            )
-        log.info("Failure alert for %s emailed to %s", report.task_label, ", ".join(to))
-
-    def publish_sns(self, report: FailureReport) -> None:
-        topic_arn = _variable(ALERT_SNS_TOPIC_VARIABLE)
-        if not topic_arn:
-            log.info(
-                "Failure alert for %s: Variable %s is empty, no SNS message sent",
-                report.task_label,
-                ALERT_SNS_TOPIC_VARIABLE,
-            )
-            return
-        from airflow.providers.amazon.aws.hooks.sns import SnsHook
-
-        SnsHook(aws_conn_id=self.aws_conn_id).publish_to_target(
-            target_arn=topic_arn,
-            message=report.text(),
-            subject=report.sns_subject(),
-            message_attributes=report.sns_attributes(),
+        channels = AlertChannels(
+            smtp_conn_id=self.smtp_conn_id, aws_conn_id=self.aws_conn_id, from_email=self.from_email
         )
-        log.info("Failure alert for %s published to %s", report.task_label, topic_arn)
+        channels.deliver(report.alert())
 
 
 def has_failure_alert(task: Any) -> bool:

@@ -46,6 +46,8 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }
+# What any feed may say: how stale it may get before the etl_freshness DAG alerts.
+COMMON_OPTIONS = frozenset({"freshness_hours"})
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
 WAREHOUSE_OPTIONS = frozenset({"ddl", "after_load", "marts"})
 # Top-level keys every pipeline file may have; anything else is a setting of the pipeline's own.
@@ -141,11 +143,14 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
     required, optional = KIND_OPTIONS[kind]
     options = {k: v for k, v in body.items() if k not in ("kind", "schema", "load")}
     missing = sorted(required - options.keys())
-    unknown = sorted(options.keys() - required - optional)
+    unknown = sorted(options.keys() - required - optional - COMMON_OPTIONS)
     if missing or unknown:
         raise PipelineConfigError(
             f"{where}: feed {name!r} ({kind}): missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
         )
+    freshness = options.get("freshness_hours")
+    if freshness is not None and not (isinstance(freshness, int | float) and freshness > 0):
+        raise PipelineConfigError(f"{where}: feed {name!r}: freshness_hours must be a number of hours > 0")
     if "overlap_minutes" in options and not (
         isinstance(options["overlap_minutes"], int) and options["overlap_minutes"] >= 0
     ):
