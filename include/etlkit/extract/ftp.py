@@ -77,6 +77,9 @@ class FtpFileExtractOperator(BaseOperator):
         later and a file whose size or time moved is left for a later run (for writers that keep
         the modification time unchanged, or servers whose clock is not to be trusted).
     :param timeout: seconds before a silent FTP control or data connection is given up.
+    :param secure: FTPS (explicit TLS, ``AUTH TLS``): the control and data connections are encrypted
+        and the server's certificate is verified against the system's trusted CAs (the provider's
+        ``FTPSHook``); plain FTP otherwise.
     :param server_timezone: the zone of the server's MDTM times (an IANA name). RFC 3659 says UTC,
         but some servers answer in their local time; the times are converted to UTC here, so the
         settle check and a file's version mean the same whatever the server's habit.
@@ -99,12 +102,14 @@ class FtpFileExtractOperator(BaseOperator):
         stable_check_seconds: float = 0,
         timeout: float = 60,
         server_timezone: str = "UTC",
+        secure: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if settle_seconds < 0 or stable_check_seconds < 0:
             raise ValueError("settle_seconds and stable_check_seconds cannot be negative")
         self.server_zone = ZoneInfo(server_timezone)  # an unknown zone fails when the DAG is parsed
+        self.secure = secure
         self.ftp_conn_id = ftp_conn_id
         self.remote_dir = remote_dir
         self.pattern = pattern
@@ -168,9 +173,9 @@ class FtpFileExtractOperator(BaseOperator):
         return run.finish(context, len(seen), self.remote_dir, FtpExtractError)
 
     def get_hook(self) -> FTPHook:
-        from airflow.providers.ftp.hooks.ftp import FTPHook
+        from airflow.providers.ftp.hooks.ftp import FTPHook, FTPSHook
 
-        return FTPHook(ftp_conn_id=self.ftp_conn_id)
+        return (FTPSHook if self.secure else FTPHook)(ftp_conn_id=self.ftp_conn_id)
 
     # -- the connection ---------------------------------------------------------------------------
 

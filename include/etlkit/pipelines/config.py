@@ -46,6 +46,8 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
 }
+# FTPS: the FTP kind over explicit TLS (control and data encrypted, the server's certificate verified).
+KIND_OPTIONS["ftps"] = KIND_OPTIONS["ftp"]
 # What any feed may say: how stale it may get before the etl_freshness DAG alerts.
 COMMON_OPTIONS = frozenset({"freshness_hours"})
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})

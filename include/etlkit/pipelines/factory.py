@@ -115,6 +115,7 @@ def _ftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     }
     return FtpFileExtractOperator(
         ftp_conn_id=feed.option("conn_id"),
+        secure=feed.kind == "ftps",
         remote_dir=feed.option("remote_dir"),
         pattern=feed.option("pattern"),
         source=config.source,
@@ -150,6 +151,7 @@ EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
     "mysql": _mysql,
     "http": _http,
     "ftp": _ftp,
+    "ftps": _ftp,
     "s3_drop": _s3_drop,
 }
 
