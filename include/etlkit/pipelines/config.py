@@ -48,6 +48,8 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 # FTPS: the FTP kind over explicit TLS (control and data encrypted, the server's certificate verified).
 KIND_OPTIONS["ftps"] = KIND_OPTIONS["ftp"]
+# SFTP: the same drop over SSH (times are UTC by the protocol: no server_timezone).
+KIND_OPTIONS["sftp"] = (KIND_OPTIONS["ftp"][0], frozenset({"settle_seconds", "stable_check_seconds"}))
 # What any feed may say: how stale it may get before the etl_freshness DAG alerts.
 COMMON_OPTIONS = frozenset({"freshness_hours"})
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})

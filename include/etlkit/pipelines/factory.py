@@ -26,6 +26,7 @@ from include.etlkit.extract.mysql import MySqlTableExtractOperator
 from include.etlkit.extract.postgres import PostgresTableExtractOperator
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.extract.s3_drop import S3DropExtractOperator
+from include.etlkit.extract.sftp import SftpFileExtractOperator
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.load.operators import LoadProcessedOperator
@@ -126,6 +127,22 @@ def _ftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     )
 
 
+def _sftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    extra = {
+        k: feed.option(k) for k in ("settle_seconds", "stable_check_seconds") if feed.option(k) is not None
+    }
+    return SftpFileExtractOperator(
+        ftp_conn_id=feed.option("conn_id"),
+        remote_dir=feed.option("remote_dir"),
+        pattern=feed.option("pattern"),
+        source=config.source,
+        name=feed.name,
+        bucket=INGESTION_BUCKET,
+        **extra,
+        **kwargs,
+    )
+
+
 def _drop_location(feed: Feed) -> dict[str, Any]:
     location: dict[str, Any] = {
         "drop_bucket": feed.option("drop_bucket", INGESTION_BUCKET),
@@ -152,6 +169,7 @@ EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
     "http": _http,
     "ftp": _ftp,
     "ftps": _ftp,
+    "sftp": _sftp,
     "s3_drop": _s3_drop,
 }
 
