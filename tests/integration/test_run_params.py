@@ -141,3 +141,21 @@ def test_an_unknown_table_is_refused_before_the_run_starts(pipeline):
     with pytest.raises(ParamValidationError):  # refused when set, or when the run validates them
         params["tables"] = ["no_such_table"]
         params.validate()
+
+
+def test_asset_events_carry_the_rows_they_bring(pipeline):
+    """The events of the first run (the module's fixture) say how much they brought."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = {
+            name: extra
+            for name, extra in session.query(AssetModel.name, AssetEvent.extra)
+            .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name.in_(["totesys_landed", "totesys_processed"]))
+            .order_by(AssetEvent.timestamp)
+        }
+    assert events["totesys_landed"]["objects"] >= 1 and events["totesys_landed"]["rows"] > 0
+    assert "/_manifests/" in events["totesys_landed"]["manifest"]
+    assert events["totesys_processed"]["rows_in"] > 0 and events["totesys_processed"]["rows_out"] > 0

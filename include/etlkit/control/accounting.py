@@ -4,6 +4,9 @@ Operators call :func:`report_rows` from ``execute``; the listener, which Airflow
 task process when the try ends, takes the totals with :func:`take_outcome` and writes them into the
 try's ``etl.task_log`` row. The audit gate leaves its skip reason here the same way, because
 Airflow's skip hook does not pass the exception on to listeners.
+
+The same totals go into the ``extra`` of every Asset event the task publishes (its outlets), so the
+Asset's page in the UI and the DAGs it wakes see how many rows came with it.
 """
 
 from __future__ import annotations
@@ -57,6 +60,24 @@ def report_rows(
         outcome.rows_in = _add(outcome.rows_in, rows_in)
         outcome.rows_out = _add(outcome.rows_out, rows_out)
         outcome.rows_rejected = _add(outcome.rows_rejected, rows_rejected)
+        totals = {
+            "rows_in": outcome.rows_in,
+            "rows_out": outcome.rows_out,
+            "rows_rejected": outcome.rows_rejected,
+        }
+    _tag_asset_events(context, {name: value for name, value in totals.items() if value is not None})
+
+
+def _tag_asset_events(context: Any, totals: dict[str, int]) -> None:
+    """The try's totals so far into the extra of each Asset event it publishes."""
+    if not isinstance(context, Mapping) or "outlet_events" not in context:
+        return
+    task = context.get("task")
+    for outlet in getattr(task, "outlets", None) or ():
+        try:
+            context["outlet_events"][outlet].extra.update(totals)
+        except (KeyError, TypeError, AttributeError):  # not an Asset (an alias, say): nothing to tag
+            continue
 
 
 def note_skip_reason(context: Any, reason: str) -> None:

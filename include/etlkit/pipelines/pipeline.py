@@ -116,9 +116,9 @@ class Pipeline:
         the failed extract still fails the run and alerts. With nothing waiting the task skips, and a
         skipped task publishes no Asset event.
         """
-        source = self.source
+        source, landed = self.source, self.landed
 
-        @task(task_id="announce_landed", outlets=[self.landed], trigger_rule="all_done")
+        @task(task_id="announce_landed", outlets=[landed], trigger_rule="all_done")
         def announce_landed(**context: Any) -> str:
             pending = Ledger().pending_landed(source)
             if not pending:
@@ -140,6 +140,10 @@ class Pipeline:
                 Variable.get("ingestion_bucket"), prefix, "manifest", body, ".json"
             )
             print(f"{len(pending)} landed object(s) of {source} wait for {source}_transform; {stored.uri}")
+            # What the event brings, on the Asset's page and for the DAGs it wakes.
+            context["outlet_events"][landed].extra.update(
+                {"objects": len(pending), "rows": sum(obj.rows for obj in pending), "manifest": stored.uri}
+            )
             return stored.uri
 
         return announce_landed()
