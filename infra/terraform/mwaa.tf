@@ -47,11 +47,15 @@ resource "aws_vpc_security_group_egress_rule" "mwaa_sources" {
 locals {
   # Airflow reads connections and Variables from Secrets Manager first (secrets.tf declares them).
   # config_prefix is off: no Airflow option is kept in Secrets Manager, and the role may read only
-  # the two prefixes below.
+  # the two prefixes below. The lookup patterns send Airflow to Secrets Manager only for the ids
+  # declared there (secrets.tf): every other connection or Variable read (Airflow's own defaults,
+  # a Variable.get with a default) stays a metadata-database read, with no API call and no cost.
   secrets_backend_kwargs = {
-    connections_prefix = local.connections_prefix
-    variables_prefix   = local.variables_prefix
-    config_prefix      = null
+    connections_prefix         = local.connections_prefix
+    variables_prefix           = local.variables_prefix
+    config_prefix              = null
+    connections_lookup_pattern = "^(${join("|", local.connection_ids)})$"
+    variables_lookup_pattern   = "^(${join("|", keys(local.airflow_variables))})$"
   }
 }
 

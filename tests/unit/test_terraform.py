@@ -183,6 +183,22 @@ def test_airflow_reads_connections_and_variables_from_secrets_manager() -> None:
     SecretsManagerBackend(**{key: None if value is None else "x" for key, value in kwargs.items()})
 
 
+def test_secrets_manager_is_asked_only_for_the_ids_it_holds() -> None:
+    """The lookup patterns, evaluated as Terraform would, match every declared id and nothing else."""
+    import re
+
+    kwargs = local("secrets_backend_kwargs")
+    assert kwargs["connections_lookup_pattern"] == '^(${join("|", local.connection_ids)})$'
+    assert kwargs["variables_lookup_pattern"] == '^(${join("|", keys(local.airflow_variables))})$'
+    connections = re.compile("^(" + "|".join(local("connection_ids")) + ")$")
+    variables = re.compile("^(" + "|".join(local("airflow_variables")) + ")$")
+    assert all(connections.match(c) for c in local("connection_ids"))
+    assert all(variables.match(v) for v in local("airflow_variables"))
+    for other in ("google_cloud_default", "warehouse_copy", "x_totesys"):
+        assert not connections.match(other)
+    assert not variables.match("some_unrelated_variable")
+
+
 # -- buckets -----------------------------------------------------------------------------------------
 
 
