@@ -21,15 +21,17 @@ try and the good one.
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -37,6 +39,7 @@ import pytest
 from include.etlkit.control.cli import dag_tasks
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
+from infra.local import settings
 from infra.local.seed_totesys import seed
 from tests.conftest import ROOT, load_dag, s3_client
 from tests.integration.airflow_server import dsn
@@ -82,6 +85,71 @@ sys.exit(0 if result.state == "success" else 1)
 """
 
 
+class S3Endpoint:
+    """The S3 server as the pipeline sees it: a TCP proxy in front of moto that can be stopped
+    (listener and open connections closed: connection refused, as when the server is down) and
+    started again on the same port. Stopping moto itself would lose its objects (it keeps them
+    in memory)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = (settings.LOOPBACK, target_port)
+        with socket.socket() as probe:
+            probe.bind((settings.LOOPBACK, 0))
+            self.port = probe.getsockname()[1]
+        self.listener: socket.socket | None = None
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://{settings.LOOPBACK}:{self.port}"
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((settings.LOOPBACK, self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            with suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() under way: close() would not
+            listener.close()
+        with self.lock:
+            for sock in self.open:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self.open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.open |= {client, server}
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(1 << 16):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 def start(dag_id: str, logical_date=None, *, kill_at: str | None = None) -> subprocess.Popen:
     env = os.environ.copy()
     env.pop("FAULT_KILL_AT", None)
@@ -114,6 +182,12 @@ def faults(airflow_db, local_services, control_plane):
 
     suffix = uuid.uuid4().hex[:8]
     patch = pytest.MonkeyPatch()
+    endpoint = S3Endpoint(settings.S3_PORT)
+    endpoint.start()
+    aws = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
+    aws["extra"] = {**aws["extra"], "endpoint_url": endpoint.url}
+    patch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
+    patch.setenv("AWS_MAX_ATTEMPTS", "2")  # an outage fails the try in seconds, not minutes
     patch.setenv("AIRFLOW_VAR_INGESTION_BUCKET", f"etl-ingestion-fl-{suffix}")
     patch.setenv("AIRFLOW_VAR_PROCESSED_BUCKET", f"etl-processed-fl-{suffix}")
     from infra.local.bootstrap import ensure_buckets
@@ -129,8 +203,9 @@ def faults(airflow_db, local_services, control_plane):
         for task in dag.tasks:
             task.retries = 1
             task.retry_delay = timedelta(0)
-    yield dags
+    yield dags, endpoint
     patch.undo()
+    endpoint.stop()
 
 
 def run(dag, logical_date=None):
@@ -141,16 +216,21 @@ def run(dag, logical_date=None):
 
 
 @contextmanager
-def kill_the_waiter(database: str, lock_sql: str) -> Iterator[list[str]]:
-    """Hold ``lock_sql`` in ``database``; the first other backend that waits on a lock there is
-    terminated (``pg_terminate_backend``), then the lock is released so the retry can pass.
+def kill_the_waiter(database: str, table: str, on_wait=None) -> Iterator[list[str]]:
+    """Lock ``table`` in ``database``; the first backend that waits on it is terminated
+    (``pg_terminate_backend``), then the lock is released so the retry can pass. ``on_wait``, when
+    given, is called instead of the kill (the backend then goes on once the lock is released).
 
-    The lock holds the victim still mid-task, so the kill lands at the same point every time.
-    Yields the queries killed (one, once the block has run).
+    The lock holds the victim still mid-task, so the fault lands at the same point every time.
+    Yields the queries caught (one, once the block has run).
     """
     killed: list[str] = []
     holder = psycopg.connect(dsn(database))
-    holder.execute(lock_sql)
+    holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    # The waiter to catch: one whose query names the table (two watchers may watch one database),
+    # or, for a schema-qualified table, any (a load's statements may name it through a view or key).
+    quoted = ".".join(f'"{part}"' for part in table.split("."))
+    patterns = ["%"] if "." in table else [f"%{quoted}%", f"% {table} %"]
     done = threading.Event()
 
     def watch() -> None:
@@ -159,14 +239,17 @@ def kill_the_waiter(database: str, lock_sql: str) -> Iterator[list[str]]:
             while not done.is_set() and time.monotonic() < deadline:
                 rows = watcher.execute(
                     "SELECT pid, query FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' "
-                    "AND pid NOT IN (pg_backend_pid(), %s)",
-                    (database, holder.info.backend_pid),
+                    "AND pid NOT IN (pg_backend_pid(), %s) AND query LIKE ANY(%s)",
+                    (database, holder.info.backend_pid, patterns),
                 ).fetchall()
                 if rows:
                     pid, query = rows[0]
-                    watcher.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    if on_wait is None:
+                        watcher.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    else:
+                        on_wait()
                     killed.append(query)
-                    holder.rollback()  # the lock goes: the retry finds the way clear
+                    holder.rollback()  # the lock goes: the victim (or its retry) goes on
                     return
                 time.sleep(0.05)
 
@@ -192,15 +275,47 @@ def tries(dag_id: str, run_id: str) -> dict[str, list[tuple[int, str]]]:
     return found
 
 
-def assert_retried(dag_id: str, run_id: str) -> None:
-    """Some task of the run failed its first try and succeeded at its second, as the log says."""
-    logged = tries(dag_id, run_id)
-    retried = [
-        task
-        for task, rows in logged.items()
-        if rows[0] in ((1, "failed"), (1, "up_for_retry")) and (2, "success") in rows
-    ]
-    assert retried, f"{dag_id} {run_id}: no failed try followed by a good one in etl.task_log: {logged}"
+def assert_retried(dag_id: str, run_id: str, task_id: str) -> None:
+    """The task failed its first try and succeeded at its second, as the task log says."""
+    logged = tries(dag_id, run_id).get(task_id, [])
+    assert logged[:1] in ([(1, "failed")], [(1, "up_for_retry")]) and (2, "success") in logged, (
+        f"{dag_id}.{task_id} {run_id}: no failed try followed by a good one in etl.task_log: {logged}"
+    )
+
+
+class S3Outage:
+    """Stop the S3 endpoint when the task is under way; start it again once its try has failed."""
+
+    def __init__(self, endpoint: S3Endpoint, dag_id: str, task_id: str) -> None:
+        self.endpoint, self.dag_id, self.task_id = endpoint, dag_id, task_id
+        self.failed_try = False
+        self.thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        self.since = datetime.now(UTC)
+        self.endpoint.stop()
+        self.thread = threading.Thread(target=self._restart_after_failure, daemon=True)
+        self.thread.start()
+
+    def _restart_after_failure(self) -> None:
+        deadline = time.monotonic() + 120
+        try:
+            while time.monotonic() < deadline:
+                rows = ControlStore().query(
+                    "SELECT 1 FROM etl.task_log WHERE dag_id = %s AND task_id = %s AND try_number = 1 "
+                    "AND status IN ('failed', 'up_for_retry') AND ended_at >= %s",
+                    (self.dag_id, self.task_id, self.since),
+                )
+                if rows:
+                    self.failed_try = True
+                    return
+                time.sleep(0.2)
+        finally:
+            self.endpoint.start()
+
+    def end(self) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout=130)
 
 
 def assert_each_object_written_once() -> None:
@@ -225,13 +340,24 @@ def assert_clean(counts: dict[str, int]) -> None:
 
 
 def test_first_load_survives_a_killed_source_connection_and_two_loads_at_once(faults):
-    # The extract's source connection is killed while it waits to read sales_order.
-    with kill_the_waiter(SOURCE_DB, "LOCK TABLE sales_order IN ACCESS EXCLUSIVE MODE") as killed:
-        ingest = run(faults["totesys_ingest"], FIRST_INTERVAL_END)
+    dags, s3 = faults
+    # The extract's source connection is killed while it waits to read sales_order, and the S3
+    # server stops while the payment extract is under way (it is back for the retry).
+    dags["totesys_ingest"].get_task("land_payment").retry_delay = timedelta(seconds=15)
+    outage = S3Outage(s3, "totesys_ingest", "land_payment")
+    with (
+        kill_the_waiter(SOURCE_DB, "sales_order") as killed,
+        kill_the_waiter(SOURCE_DB, "payment", on_wait=outage.begin) as stopped_during,
+    ):
+        ingest = run(dags["totesys_ingest"], FIRST_INTERVAL_END)
+    outage.end()
     assert len(killed) == 1, "the extract never reached the locked table"
-    assert_retried("totesys_ingest", ingest.run_id)
+    assert len(stopped_during) == 1, "the S3 outage never happened"
+    assert outage.failed_try, "the try the S3 outage met did not fail"
+    assert_retried("totesys_ingest", ingest.run_id, "land_sales_order")
+    assert_retried("totesys_ingest", ingest.run_id, "land_payment")
 
-    run(faults["totesys_transform"])
+    run(dags["totesys_transform"])
 
     # Two whole load runs of the source at once: they take turns and load each object once.
     assert finish(start("totesys_load"), start("totesys_load")) == [0, 0]
@@ -251,17 +377,18 @@ def test_next_snapshot_survives_kills_overlapping_runs_and_a_killed_warehouse_co
     overlapping = SECOND_INTERVAL_END - timedelta(minutes=30)
     scheduled, backfill = start("totesys_ingest", SECOND_INTERVAL_END), start("totesys_ingest", overlapping)
     assert finish(scheduled, backfill) == [0, 0]
-    run(faults["totesys_reconcile"], SECOND_INTERVAL_END)
-    run(faults["totesys_transform"])
+    dags, _ = faults
+    run(dags["totesys_reconcile"], SECOND_INTERVAL_END)
+    run(dags["totesys_transform"])
 
     # SIGKILL after the warehouse committed an object, before the ledger marks it loaded.
     assert finish(start("totesys_load", kill_at="mark_loaded")) == [-9]
 
     # The load's warehouse connection is killed while it waits to merge into a core table.
-    with kill_the_waiter(WAREHOUSE_DB, "LOCK TABLE core.fact_sales_order IN ACCESS EXCLUSIVE MODE") as killed:
-        load = run(faults["totesys_load"])
+    with kill_the_waiter(WAREHOUSE_DB, "core.fact_sales_order") as killed:
+        load = run(dags["totesys_load"])
     assert len(killed) == 1, "the load never reached the locked table"
-    assert_retried("totesys_load", load.run_id)
+    assert_retried("totesys_load", load.run_id, "load_processed")
 
     assert_clean(CLEAN_SECOND)
     assert _scalar(WAREHOUSE_DB, "SELECT count(*) FROM core.dim_design") == 535
