@@ -68,9 +68,21 @@ data "aws_iam_policy_document" "mwaa_execution" {
     resources = [for key, _ in local.data_buckets : aws_s3_bucket.etl[key].arn]
   }
   statement {
-    sid       = "ReadAndCreateDataObjects"
-    actions   = ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"]
+    sid       = "ReadDataObjects"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
     resources = [for key, _ in local.data_buckets : "${aws_s3_bucket.etl[key].arn}/*"]
+  }
+  # Create only: a PutObject without If-None-Match (which could replace a key's current version)
+  # is refused by S3 itself, not just avoided by storage.py.
+  statement {
+    sid       = "CreateDataObjectsOnlyIfAbsent"
+    actions   = ["s3:PutObject"]
+    resources = [for key, _ in local.data_buckets : "${aws_s3_bucket.etl[key].arn}/*"]
+    condition {
+      test     = "Null"
+      variable = "s3:if-none-match"
+      values   = ["false"]
+    }
   }
 
   # Airflow's logs, into the five groups of logs.tf only.

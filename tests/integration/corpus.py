@@ -450,6 +450,15 @@ def _cases() -> list[Case]:
             "long-name", "n" * 200 + ".csv", csv("ln"), "loaded", "", "a 204-character file name", (3, 3, 0)
         ),
         Case(
+            "key-too-long",
+            "k" * 996 + ".csv",
+            csv("kl"),
+            "loaded",
+            "",
+            "a 1,000-byte name: its landed key would pass S3's 1,024 bytes (the stem is cut)",
+            (3, 3, 0),
+        ),
+        Case(
             "unicode-name",
             "clientes_ñandú_顧客.csv",
             csv("un"),

@@ -257,5 +257,23 @@ def test_a_feed_kind_without_reconciliation_says_so():
     from include.etlkit.pipelines import factory
 
     config = load_pipeline("retail")
-    with pytest.raises(ValueError, match="a mysql feed has no reconciliation"):
-        factory.reconcile(config, config.feed("store"))
+    with pytest.raises(ValueError, match="a http feed has no reconciliation"):
+        factory.reconcile(config, config.feed("rates"))
+
+
+def test_a_mysql_feed_may_ask_for_the_daily_reconciliation(modelled):
+    from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
+    from include.etlkit.pipelines import factory
+
+    config = parse_pipeline(
+        modelled.replace(
+            "author: {kind: postgres, conn_id: books_db, key: author_id}",
+            "author: {kind: mysql, conn_id: shop_db, key: author_id, overlap_minutes: 45, reconcile: true}",
+        )
+    )
+    assert [feed.name for feed in config.reconciled_feeds] == ["book", "author"]
+    author = config.feed("author")
+    task = factory.reconcile(config, author)
+    assert type(task) is MySqlReconcileOperator and task.task_id == "reconcile_author"
+    assert (task.spec.name, task.spec.key, task.spec.cursor) == ("author", "author_id", "updated_at")
+    assert factory.extract(config, author).overlap.total_seconds() == 45 * 60

@@ -329,6 +329,16 @@ def test_the_execution_role_cannot_delete_or_unlock_data() -> None:
     assert "secretsmanager:PutSecretValue" not in actions
 
 
+def test_the_execution_role_creates_data_objects_only_with_if_none_match() -> None:
+    """S3 refuses a PutObject that could replace a landed or processed object (issue 10, defect 8)."""
+    puts = [statement for statement in execution_statements() if "s3:PutObject" in statement["actions"]]
+    assert [statement["sid"] for statement in puts] == ["CreateDataObjectsOnlyIfAbsent"]
+    (put,) = puts
+    assert put["actions"] == ["s3:PutObject"]
+    assert put["resources"] == '${[for key, _ in local.data_buckets : "${aws_s3_bucket.etl[key].arn}/*"]}'
+    assert block(put, "condition") == {"test": "Null", "variable": "s3:if-none-match", "values": ["false"]}
+
+
 def test_every_star_resource_is_explained_where_it_appears() -> None:
     lines = (TF / "iam.tf").read_text().splitlines()
     # "*" itself, a "*" account (":*:") or all log groups; not "<our prefix>/*" or "<our group>:*".

@@ -51,6 +51,22 @@ HEADER_SUFFIXES = frozenset({".csv", ".tsv", ".psv"})
 BLOCK_SIZE = 1 << 20  # bytes per read: the most a download holds in memory at once
 
 ALREADY_LANDED = "already_landed"  # a run's summary only: such a version has its row already
+# The most bytes of a dropped file's name kept in its landed key. S3 keys stop at 1,024 bytes and a
+# partner's name may already use them all; the landed key adds the source, feed, date and digest, and
+# the validation's errors/ copy a little more. The full name stays in etl.source_file.
+MAX_KEY_STEM_BYTES = 200
+
+
+def key_stem(name: str, limit: int = MAX_KEY_STEM_BYTES) -> str:
+    """``name`` cut to at most ``limit`` UTF-8 bytes (never inside a character) for a landed key.
+
+    The key stays content-addressed (its digest follows the stem), so two long names that share
+    their first bytes still land apart, and the same bytes land under the same key on a retry.
+    """
+    encoded = name.encode()
+    if len(encoded) <= limit:
+        return name
+    return encoded[:limit].decode(errors="ignore")
 
 
 @dataclass(frozen=True)
@@ -207,8 +223,8 @@ class FileDropRun:
             rows=rows,
             mode="file",
             advance_state=False,
-            suffix=name.suffix,
-            file_name=name.stem,
+            suffix=key_stem(name.suffix, 16),
+            file_name=key_stem(name.stem),
             sha256=download.sha256,
             remote=remote,
             version_id=version_id,
@@ -224,6 +240,23 @@ class FileDropRun:
         }
         self.summary[LANDED].append(landed)
         return landed
+
+    def land_or_fail(
+        self, remote: RemoteFile, download: Download, *, version_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """:meth:`land`, or record the file failed with why: one file that cannot be landed (S3
+        refusing its key, the store or the ledger unreachable) never keeps the others from landing;
+        the task still fails at :meth:`finish`, naming it, so Airflow's retry takes it again."""
+        try:
+            return self.land(remote, download, version_id=version_id)
+        except Exception as exc:  # any failure is this file's, reported at finish
+            reason = f"could not be landed: {type(exc).__name__}: {exc}"
+            try:
+                self.fail(remote, reason)
+            except Exception:  # the ledger is down too: still report it at finish
+                self.log.exception("could not record %s failed", remote.path)
+                self.summary[FAILED].append({"path": remote.path, "reason": reason})
+            return None
 
     def finish(self, context: Any, seen: int, where: str, error: type[Exception]) -> dict[str, list[Any]]:
         """Report the try's counts and log the outcome; raise ``error`` naming every failed file."""

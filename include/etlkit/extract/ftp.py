@@ -165,7 +165,7 @@ class FtpFileExtractOperator(BaseOperator):
                         run.fail(remote, str(exc))
                         continue
                     try:
-                        run.land(remote, download)
+                        run.land_or_fail(remote, download)
                     finally:
                         local.unlink(missing_ok=True)
         finally:

@@ -16,7 +16,7 @@ silently: a new column is landed like any other, a dropped one is simply absent 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ DEFAULT_CHUNK_ROWS = 10_000  # rows per fetchmany, Arrow batch and Parquet row g
 # UTC sessions: TIMESTAMP columns come back as the naive UTC values the windows compare with; a long
 # write timeout because a server-side cursor holds the result open while each chunk is written.
 SESSION_INIT = "SET time_zone = '+00:00', net_write_timeout = 600"
+ROW_HASH = "_row_hash"  # the hash column of the query: recorded in etl.row_version, never landed
+BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"})
+VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per batch
 
 
 class SourceUnavailable(RuntimeError):
@@ -61,6 +64,22 @@ def quote_identifier(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > 64 or "\x00" in name or name.endswith(" "):
         raise ValueError(f"not a MySQL identifier: {name!r}")
     return "`" + name.replace("`", "``") + "`"
+
+
+def row_hash_sql(columns: Sequence[SourceColumn]) -> str:
+    """A row version's identity as MySQL computes it over the whole row: the MD5 of every column's
+    text (binary columns in hex), separated by a unit separator, NULL as a NUL character.
+
+    The extract records it for every row it lands (``etl.row_version``) and the reconciliation
+    computes it again over the live table, so a row changed without moving its cursor is found by
+    comparing the two, as ``md5(ROW(t.*)::text)`` does for PostgreSQL.
+    """
+    parts = [
+        f"COALESCE({'HEX' if c.data_type in BINARY_TYPES else 'CAST'}({quote_identifier(c.name)}"
+        f"{'' if c.data_type in BINARY_TYPES else ' AS CHAR'}), CHAR(0))"
+        for c in columns
+    ]
+    return f"MD5(CONCAT_WS(CHAR(31), {', '.join(parts)}))"
 
 
 @dataclass(frozen=True)
@@ -143,22 +162,49 @@ class MySqlTableExtractOperator(TableExtractOperator):
             quote_identifier(name)  # fail before any work on a name that could not be queried
         return self.land(context, self.window(context))
 
-    def land(self, context: Any, window: ExtractWindow) -> dict[str, Any]:
-        """Land the table's rows in ``window`` as one immutable object; record it and the schema."""
+    @staticmethod
+    def window_condition(spec: TableSpec, window: ExtractWindow) -> tuple[str, list[Any]]:
+        """The WHERE condition (and its parameters) selecting the rows of ``window``."""
+        cursor_column = quote_identifier(spec.cursor)
+        if window.lower is None:
+            return f"{cursor_column} < %s", [window.upper]
+        return f"{cursor_column} >= %s AND {cursor_column} < %s", [window.lower, window.upper]
+
+    def land(
+        self,
+        context: Any,
+        window: ExtractWindow,
+        *,
+        condition: tuple[str, list[Any]] | None = None,
+        mode: str | None = None,
+        advance_state: bool = True,
+    ) -> dict[str, Any]:
+        """Land the table's rows in ``window`` (or those of ``condition``) as one immutable object;
+        record it, its row versions and the schema."""
         spec = self.spec
         registry = SchemaRegistry()
+        where, params = condition or self.window_condition(spec, window)
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
+            versions = Path(tmp) / f"{spec.name}.versions.parquet"
             conn = self._connect()
             try:
                 columns = self._columns(conn, spec)
                 changes = diff_columns(registry.recorded(self.source, spec.name), columns)
                 for change in changes:
                     self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
-                rows = self._stream_to_parquet(conn, spec, columns, window, local)
+                rows = self._stream_to_parquet(conn, spec, columns, where, params, local, versions)
             finally:
                 conn.close()
-            summary = self.land_parquet(context, local, rows, window, mode=window.mode, advance_state=True)
+            summary = self.land_parquet(
+                context,
+                local,
+                rows,
+                window,
+                mode=mode or window.mode,
+                advance_state=advance_state,
+                row_versions=_row_versions(versions) if rows else None,
+            )
         registry.record(self.source, spec.name, columns, changes, context["run_id"])
         return {**summary, "schema_changes": [asdict(change) for change in changes]}
 
@@ -213,39 +259,59 @@ class MySqlTableExtractOperator(TableExtractOperator):
         conn: Any,
         spec: TableSpec,
         columns: Sequence[SourceColumn],
-        window: ExtractWindow,
+        condition: str,
+        params: Sequence[Any],
         path: Path,
+        versions: Path,
     ) -> int:
-        """Stream the window's rows into a Parquet file, one row group per chunk; returns the count."""
+        """Stream the rows of ``condition`` into a Parquet file, one row group per chunk, and each
+        row's key, hash and cursor into ``versions``; returns the count."""
         import MySQLdb.cursors
 
-        cursor_column = quote_identifier(spec.cursor)
-        condition = f"{cursor_column} < %s"
-        params: list[Any] = [window.upper]
-        if window.lower is not None:
-            condition = f"{cursor_column} >= %s AND {condition}"
-            params.insert(0, window.lower)
         query = (
-            f"SELECT {', '.join(quote_identifier(c.name) for c in columns)} "
+            f"SELECT {', '.join(quote_identifier(c.name) for c in columns)}, {row_hash_sql(columns)} "
             f"FROM {quote_identifier(spec.name)} WHERE {condition} "
-            f"ORDER BY {quote_identifier(spec.key)}, {cursor_column}"
+            f"ORDER BY {quote_identifier(spec.key)}, {quote_identifier(spec.cursor)}"
         )
         schema = pa.schema([(c.name, c.arrow) for c in columns])
+        names = [c.name for c in columns]
+        key, cursor = names.index(spec.key), names.index(spec.cursor)
+        version_schema = pa.schema(
+            [("row_key", pa.string()), ("row_hash", pa.string()), ("last_updated", schema.field(cursor).type)]
+        )
         rows = 0
         cur = conn.cursor(MySQLdb.cursors.SSCursor)
         try:
-            cur.execute(query, params)
-            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            cur.execute(query, list(params))
+            with (
+                pq.ParquetWriter(path, schema, compression="zstd") as writer,
+                pq.ParquetWriter(versions, version_schema) as version_writer,
+            ):
                 while chunk := cur.fetchmany(self.chunk_size):
-                    by_column = zip(*chunk, strict=True)  # rows -> columns
-                    arrays = [_to_arrow(v, f.type) for v, f in zip(by_column, schema, strict=True)]
+                    by_column = list(zip(*chunk, strict=True))  # rows -> columns, the hash last
+                    arrays = [_to_arrow(v, f.type) for v, f in zip(by_column[:-1], schema, strict=True)]
                     writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                    version_writer.write_batch(
+                        pa.RecordBatch.from_arrays(
+                            [
+                                pa.array([_text(v) for v in by_column[key]], pa.string()),
+                                pa.array([_text(v) for v in by_column[-1]], pa.string()),
+                                arrays[cursor],
+                            ],
+                            schema=version_schema,
+                        )
+                    )
                     rows += len(chunk)
         finally:
             cur.close()
         if rows == 0:
             path.unlink(missing_ok=True)
         return rows
+
+
+def _row_versions(path: Path) -> Iterator[pa.RecordBatch]:
+    """The landed rows' versions for ``etl.row_version``, batch by batch (bounded memory)."""
+    yield from pq.ParquetFile(path).iter_batches(batch_size=VERSION_BATCH_ROWS)
 
 
 def _text(value: Any) -> str:

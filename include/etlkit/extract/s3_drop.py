@@ -213,7 +213,7 @@ class S3DropExtractOperator(BaseOperator):
                     run.fail(remote, str(exc))
                     continue
                 try:
-                    run.land(remote, download, version_id=version_id)
+                    run.land_or_fail(remote, download, version_id=version_id)
                 finally:
                     local.unlink(missing_ok=True)
         return run.finish(context, len(seen), where, S3DropError)

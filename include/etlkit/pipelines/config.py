@@ -35,7 +35,10 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"conn_id", "key"}),
         frozenset({"cursor", "overlap_minutes", "reconcile", "schema_name"}),
     ),
-    "mysql": (frozenset({"conn_id", "key"}), frozenset({"cursor", "chunk_size", "overlap_minutes"})),
+    "mysql": (
+        frozenset({"conn_id", "key"}),
+        frozenset({"cursor", "chunk_size", "overlap_minutes", "reconcile"}),
+    ),
     "http": (
         frozenset({"conn_id", "endpoint"}),
         frozenset({"pagination", "records_path", "query_params", "timeout", "max_retries"}),

@@ -23,6 +23,7 @@ from include.etlkit.extract.http import (
     PageNumberPagination,
 )
 from include.etlkit.extract.mysql import MySqlTableExtractOperator
+from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
 from include.etlkit.extract.postgres import PostgresTableExtractOperator
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.extract.s3_drop import S3DropExtractOperator
@@ -189,7 +190,23 @@ def _postgres_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> Ba
     )
 
 
-RECONCILES: dict[str, Callable[..., BaseOperator]] = {"postgres": _postgres_reconcile}
+def _mysql_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    spec = TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
+    extra = {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
+    return MySqlReconcileOperator(
+        table=spec,
+        source=config.source,
+        conn_id=feed.option("conn_id"),
+        bucket=INGESTION_BUCKET,
+        **extra,
+        **kwargs,
+    )
+
+
+RECONCILES: dict[str, Callable[..., BaseOperator]] = {
+    "postgres": _postgres_reconcile,
+    "mysql": _mysql_reconcile,
+}
 
 
 def reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
