@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec
+from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec, row_identity
 from infra.local import settings
 from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
@@ -193,8 +194,33 @@ def read_parquet(s3, bucket: str, key: str):
 
 
 def source_hashes(conn: psycopg.Connection) -> dict[str, str]:
-    rows = conn.execute(f"SELECT customer_id::text, md5(ROW(t.*)::text) FROM {TABLE} AS t").fetchall()
-    return dict(rows)
+    """Each source row's identity, read row by row through psycopg (not the extract's binary COPY)
+    and hashed as the reconciliation hashes: the extract must have recorded exactly these."""
+    cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY customer_id")
+    landed_types = {
+        "customer_id": pa.int32(),
+        "balance": pa.decimal128(10, 2),
+        "active": pa.bool_(),
+        "loyalty_points": pa.int32(),
+        "created_at": pa.timestamp("us"),
+        "last_updated": pa.timestamp("us"),
+    }
+    columns = list(zip(*cur.fetchall(), strict=True))
+    arrays = [
+        pa.array(values, landed_types.get(name, pa.string()))
+        for name, values in zip(COLUMNS, columns, strict=True)
+    ]
+    return dict(zip([str(k) for k in columns[0]], row_identity(arrays).to_pylist(), strict=True))
+
+
+def test_row_identity_is_siphash_of_the_values_as_text_with_null_as_backslash_n():
+    import numpy as np
+    from pandas.util import hash_array
+
+    expected = hash_array(np.array(["1\x1f\\N\x1f2.50"], dtype=object), categorize=False)[0]
+    identity = row_identity([pa.array([1]), pa.array([None], pa.string()), pa.array([Decimal("2.50")])])
+    assert identity.to_pylist() == [str(expected)]
+    assert row_identity([pa.array([1]), pa.array([""]), pa.array([Decimal("2.50")])]) != identity
 
 
 def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(

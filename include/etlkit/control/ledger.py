@@ -35,6 +35,15 @@ SOURCE_TABLES = (
 )
 
 
+def _copy_csv(cur, statement: str, batches: Iterable[pa.RecordBatch]) -> None:
+    """COPY record batches as CSV rendered by Arrow, one batch in memory at a time."""
+    with cur.copy(statement) as copy:
+        for batch in batches:
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
+            copy.write(buffer.getbuffer())
+
+
 @dataclass(frozen=True)
 class LedgerObject:
     bucket: str
@@ -113,27 +122,34 @@ class Ledger:
         cur, source: str, table_name: str, key: str, batches: Iterable[pa.RecordBatch]
     ) -> None:
         cur.execute(
-            "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
-            "ON COMMIT DROP"
-        )
-        with cur.copy("COPY incoming_version FROM STDIN WITH (FORMAT csv)") as copy:
-            for batch in batches:
-                buffer = io.BytesIO()
-                pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
-                copy.write(buffer.getbuffer())
-        cur.execute(
             "SELECT EXISTS (SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s)",
             (source, table_name),
         )
         if not cur.fetchone()[0]:
-            # A table's first landing (a full snapshot, one row per key): no conflicts to resolve.
-            cur.execute(
-                "INSERT INTO etl.row_version "
-                "(source, table_name, row_key, row_hash, last_updated, landed_key) "
-                "SELECT %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version",
-                (source, table_name, key),
+            # A table's first landing (a full snapshot, one row per key): no conflicts to resolve, so
+            # the versions are COPYed straight into the table, with no staging copy.
+            constants = {"source": source, "table_name": table_name, "landed_key": key}
+            _copy_csv(
+                cur,
+                "COPY etl.row_version (row_key, row_hash, last_updated, source, table_name, landed_key) "
+                "FROM STDIN WITH (FORMAT csv)",
+                (
+                    pa.record_batch(
+                        [
+                            *batch.columns,
+                            *(pa.array([v] * batch.num_rows, pa.string()) for v in constants.values()),
+                        ],
+                        names=[*batch.schema.names, *constants],
+                    )
+                    for batch in batches
+                ),
             )
             return
+        cur.execute(
+            "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
+            "ON COMMIT DROP"
+        )
+        _copy_csv(cur, "COPY incoming_version FROM STDIN WITH (FORMAT csv)", batches)
         # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
         cur.execute(
             "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
