@@ -67,8 +67,18 @@ REFERENCE = {
     "transform": "(no figure; issue 9: peak < 1 GB at 5M)",
     "pandas": "~11.5 s, ~1.2 GB",
     "load": "(no figure)",
+    "pandas_load": "",
+    "psql_out": "~1.5 s (issue 11)",
+    "psql_in": "~3.1 s (issue 11)",
+    "dlt": "~17 s",
 }
-REFERENCE_OTHER = "dlt pyarrow sql_table ~17 s (not measured here)"
+# Measured outside a Python step process (psql, the bench-only dlt virtualenv), timed by the driver
+# with GNU time's maximum RSS of the command.
+EXTERNAL = {
+    "psql_out": "limit: psql \\copy (SELECT *) to /dev/null",
+    "psql_in": "limit: psql \\copy from CSV, unindexed table",
+    "dlt": "peer: dlt sql_table (pyarrow) → Parquet",
+}
 
 # Generated rows: deterministic (same data every run) and shaped like the totesys dumps: millisecond
 # timestamps, text 'YYYY-MM-DD' dates, 2-decimal prices of 2.00-399.99, ids within small dimensions.
@@ -189,14 +199,15 @@ def prepare_copy_plain(plan: Plan) -> Work:
 
 
 def prepare_copy(plan: Plan) -> Work:
-    """The extract's own query (row hash, ordered by key), drained: the floor under the extract path."""
+    """The extract's own query (catalogue columns, ordered by key) as binary COPY, drained."""
     from include.etlkit.extract.postgres import TableSpec
 
     operator = _extract_operator(plan)
     spec = TableSpec(name=TABLE, key=KEY)
     conn = psycopg.connect(_conninfo(plan.source_db))
     with conn.cursor() as cur:
-        query = operator._select(spec, operator._columns(cur, spec), sql.SQL("t.last_updated < now()"))
+        select = operator._select(spec, operator._columns(cur, spec), sql.SQL("t.last_updated < now()"))
+    query = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT binary)").format(select)
     drain = _drain(conn, query)
     return lambda: {"rows": plan.rows, **drain()}
 
@@ -272,6 +283,73 @@ def prepare_pandas(plan: Plan) -> Work:
     return work
 
 
+def prepare_pandas_load(plan: Plan) -> Work:
+    """The naive load for comparison: the landed Parquet into a DataFrame, ``to_sql`` into a new table."""
+    import pandas as pd
+    import sqlalchemy
+
+    if plan.landed_key is None:
+        raise BenchError("the pandas load needs the object the extract step landed")
+    from include.etlkit.storage import ImmutableStore
+
+    local = Path(plan.workdir) / "pandas-load.parquet"
+    ImmutableStore(S3_CONN_ID).download(plan.bucket, plan.landed_key, local)
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/"
+        f"{plan.warehouse_db}"
+    )
+
+    def work() -> dict[str, Any]:
+        frame = pd.read_parquet(local)
+        frame.to_sql("pandas_sales_order", engine, if_exists="replace", index=False, chunksize=10_000)
+        engine.dispose()
+        return {"rows": len(frame)}
+
+    return work
+
+
+DLT_SCRIPT = """
+import json, sys, dlt
+from dlt.sources.sql_database import sql_table
+uri, table, workdir = sys.argv[1:4]
+pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.filesystem("file://" + workdir),
+                        dataset_name="bench", pipelines_dir=workdir + "/.dlt")
+info = pipeline.run(sql_table(credentials=uri, table=table, backend="pyarrow", chunk_size=100_000),
+                    loader_file_format="parquet")
+print(json.dumps({"rows": pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)}))
+"""
+
+
+def dlt_python() -> Path | None:
+    """The bench-only virtualenv holding dlt (``.venv-bench``, made on first use); None if pip fails.
+
+    dlt is never installed in the project's environment nor in the MWAA requirements.
+    """
+    venv = settings.PROJECT_ROOT / ".venv-bench"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import dlt, sqlalchemy, psycopg2"]
+    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return python
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    steps = [
+        [str(base), "-m", "venv", str(venv)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "dlt[parquet,sql_database]",
+            "sqlalchemy",
+            "psycopg2-binary",
+        ],
+    ]
+    for command in steps:
+        if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+            return None
+    return python
+
+
 def prepare_load(plan: Plan) -> Work:
     """The landed object, from S3 to ``landing.sales_order`` and merged into ``core`` as versions."""
     from include.etlkit.extract.postgres import ROW_HASH
@@ -313,8 +391,47 @@ STEPS = {
         Step("transform", "transform: landed → models (polars) → S3", prepare_transform),
         Step("pandas", "naive: pandas read_sql + to_parquet", prepare_pandas),
         Step("load", "load: S3 Parquet → landing → core", prepare_load),
+        Step("pandas_load", "naive load: read_parquet + pandas to_sql", prepare_pandas_load),
     )
 }
+
+
+def _psql(dbname: str, command: str) -> list[str]:
+    return [
+        "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", settings.PG_HOST, "-p", str(settings.PG_PORT),
+        "-U", settings.PG_USER, "-d", dbname, "-c", command,
+    ]  # fmt: skip
+
+
+def run_external(name: str, plan: Plan) -> dict[str, Any]:
+    """Time a command outside Python (psql's limits, dlt in its own virtualenv); peak from GNU time."""
+    work = Path(plan.workdir)
+    if name == "psql_out":
+        command = _psql(plan.source_db, f"\\copy (SELECT * FROM {TABLE}) to /dev/null")
+    elif name == "psql_in":
+        csv_path = work / "raw.csv"
+        subprocess.run(_psql(plan.source_db, f"\\copy {TABLE} to '{csv_path}' csv"), check=True)
+        ddl = sales_order_ddl().replace(f"TABLE IF NOT EXISTS {TABLE}", "TABLE raw_sales_order")
+        with psycopg.connect(_conninfo(plan.warehouse_db), autocommit=True) as conn:
+            conn.execute(ddl)
+            conn.execute("ALTER TABLE raw_sales_order DROP CONSTRAINT IF EXISTS raw_sales_order_pkey")
+        command = _psql(plan.warehouse_db, f"\\copy raw_sales_order from '{csv_path}' csv")
+    elif name == "dlt":
+        python = dlt_python()
+        if python is None:
+            return {"not_measured": "pip could not install dlt[parquet,sql_database] into .venv-bench"}
+        uri = f"postgresql+psycopg2://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/{plan.source_db}"
+        command = [str(python), "-c", DLT_SCRIPT, uri, TABLE, str(work / "dlt")]
+    else:
+        raise BenchError(f"unknown external step {name}")
+    timed = ["/usr/bin/time", "-f", "%M", "-o", str(work / f"{name}.time"), *command]
+    started = time.perf_counter()
+    done = subprocess.run(timed, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"not_measured": (done.stdout + done.stderr).strip().splitlines()[-1:]}
+    peak_kb = int((work / f"{name}.time").read_text().split()[-1])
+    return {"rows": plan.rows, "seconds": seconds, "peak_mb": peak_kb / 1024, "start_mb": 0.0}
 
 
 def _status_mb(field: str) -> float:
@@ -470,13 +587,56 @@ def machine_facts() -> list[str]:
     ]
 
 
+ORDER = [
+    "copy_plain",
+    "psql_out",
+    "copy",
+    "extract",
+    "pandas",
+    "dlt",
+    "transform",
+    "psql_in",
+    "load",
+    "pandas_load",
+]
+# Each of our steps against its limit and its peers: (ours, other).
+RATIOS = [
+    ("extract", "copy_plain"),
+    ("extract", "psql_out"),
+    ("extract", "pandas"),
+    ("extract", "dlt"),
+    ("load", "psql_in"),
+    ("load", "pandas_load"),
+]
+
+
+def label(name: str) -> str:
+    return STEPS[name].label if name in STEPS else EXTERNAL[name]
+
+
+def format_ratios(results: dict[str, dict[str, Any]]) -> list[str]:
+    """``ours / other`` in speed (rows/s): above 1 is faster than the other, 0.5 is half its speed."""
+    lines = []
+    for ours, other in RATIOS:
+        a, b = results.get(ours, {}), results.get(other, {})
+        if "seconds" in a and "seconds" in b:
+            lines.append(
+                f"{ours} / {label(other)}: speed {b['seconds'] / a['seconds']:.2f}x, "
+                f"peak MB {a['peak_mb'] / b['peak_mb']:.2f}x"
+            )
+    return lines
+
+
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    header = ("step", "rows", "seconds", "rows/s", "peak MB", "start MB", "DESIGN.md, 1M rows")
+    header = ("step", "rows", "seconds", "rows/s", "peak MB", "start MB", "reference, 1M rows")
     lines = [header]
     for name, result in results.items():
+        if "not_measured" in result:
+            lines.append((label(name), "", "", "", "", "", f"not measured: {result['not_measured']}"))
+            continue
         lines.append(
             (
-                STEPS[name].label,
+                label(name),
                 f"{result['rows']:,}",
                 f"{result['seconds']:.2f}",
                 f"{result['rows'] / result['seconds']:,.0f}",
@@ -518,9 +678,9 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
         _progress(f"generated {rows:,} {TABLE} rows in {seconds:.1f} s ({size_mb:.0f} MB)")
         prepare_warehouse(wh)
         plan = Plan(rows=rows, source_db=src, warehouse_db=wh, bucket=bucket, workdir=workdir)
-        for name in steps or list(STEPS):
+        for name in steps or ORDER:
             _progress(f"measuring {name} ...")
-            results[name] = run_step(name, plan)
+            results[name] = run_external(name, plan) if name in EXTERNAL else run_step(name, plan)
             if name == "extract":
                 plan = replace(plan, landed_key=results[name]["key"])
         landed_mb = (
@@ -531,6 +691,9 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
 
     print()
     print(format_table(results))
+    print()
+    for line in format_ratios(results):
+        print(line)
     print()
     for fact in machine_facts():
         print(fact)
@@ -546,7 +709,6 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
     if "load" in results:
         figures.append(f"rows merged into core {results['load']['merged']:,}")
     print("; ".join(figures))
-    print(f"reference also: {REFERENCE_OTHER}")
     print(
         "peak MB: the step process's high-water RSS (VmHWM), imports included; start MB: its RSS when "
         "the clock started."
@@ -562,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--steps",
-        help=f"comma-separated steps to run, in order (default all: {','.join(STEPS)}); the transform "
+        help=f"comma-separated steps to run, in order (default all: {','.join(ORDER)}); the transform "
         "and load need the extract. E.g. --rows 5000000 --steps extract,transform",
     )
     parser.add_argument("--step", nargs=3, metavar=("NAME", "PLAN", "RESULT"), help=argparse.SUPPRESS)
@@ -578,10 +740,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1:
         parser.error("--rows must be at least 1")
     steps = args.steps.split(",") if args.steps else None
-    unknown = sorted(set(steps or ()) - set(STEPS))
+    unknown = sorted(set(steps or ()) - set(ORDER))
     if unknown:
-        parser.error(f"unknown step(s) {unknown}; steps are {list(STEPS)}")
-    if steps and {"transform", "load"} & set(steps) and "extract" not in steps:
+        parser.error(f"unknown step(s) {unknown}; steps are {ORDER}")
+    if steps and {"transform", "load", "pandas_load"} & set(steps) and "extract" not in steps:
         parser.error("the transform and load steps need the extract step before them")
     try:
         return bench(args.rows, steps)
