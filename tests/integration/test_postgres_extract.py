@@ -313,24 +313,47 @@ def test_landed_until_only_moves_forward_when_an_older_interval_runs_after_a_new
     assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 12, 30)
 
 
-def test_row_version_holds_one_row_per_key_with_the_hash_of_its_latest_version(
+def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_version(
     extract, source, source_name, control_plane
 ):
-    extract(0)
+    first = extract(0)
+
+    # The full snapshot is the baseline: one row naming the object, none per landed row.
+    assert control_plane.query(
+        "SELECT key, key_column, hash_column, cursor_column FROM etl.row_version_base "
+        "WHERE source = %s AND table_name = %s",
+        (source_name, TABLE),
+    ) == [(first["key"], "customer_id", ROW_HASH, "last_updated")]
+    assert not control_plane.query(
+        "SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s", (source_name, TABLE)
+    )
+    before = Ledger().row_hashes(source_name, TABLE)
+    assert before == source_hashes(source)
+
     source.execute(
         f"UPDATE {TABLE} SET note = NULL, last_updated = '2024-11-15 10:50:00.5' WHERE customer_id = 3"
     )
     update = extract(2)
-
     versions = control_plane.query(
         "SELECT row_key, row_hash, last_updated, landed_key FROM etl.row_version "
         "WHERE source = %s AND table_name = %s ORDER BY row_key",
         (source_name, TABLE),
     )
 
-    assert [row[0] for row in versions] == ["1", "2", "3"]
-    assert {row[0]: row[1] for row in versions} == source_hashes(source)
-    assert versions[2][2:] == (datetime(2024, 11, 15, 10, 50, 0, 500000), update["key"])
+    assert [row[0] for row in versions] == ["3"]
+    assert versions[0][2:] == (datetime(2024, 11, 15, 10, 50, 0, 500000), update["key"])
+    after = Ledger().row_hashes(source_name, TABLE)
+    assert after == source_hashes(source)
+    assert after["3"] != before["3"] and {k: after[k] for k in "12"} == {k: before[k] for k in "12"}
+
+    # A version landed later but older than the baseline's (a backfill of an old interval) never wins
+    # over it: the newer cursor wins, as in the upsert.
+    control_plane.query(
+        "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
+        "VALUES (%s, %s, '1', 'stale', '2000-01-01', 'old') ",
+        (source_name, TABLE),
+    )
+    assert Ledger().row_hashes(source_name, TABLE)["1"] == before["1"]
 
 
 def test_table_without_its_cursor_column_raises_a_clear_lookup_error(

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.windows import ExtractWindow
@@ -149,6 +150,7 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 mode=mode,
                 advance_state=advance_state,
                 row_versions=self._row_versions(local, spec),
+                version_columns=VersionColumns(key=spec.key, hash=ROW_HASH, cursor=spec.cursor),
             )
         # After the landing: a drift is reported once, by the run that landed the new shape.
         if rows:

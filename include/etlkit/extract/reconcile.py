@@ -39,7 +39,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             )
             Landing.report(context, rows_in=0, rows_out=0)
             return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
-        landed = ledger.row_hashes(self.source, spec.name)
+        landed = ledger.row_hashes(self.source, spec.name, aws_conn_id=self.aws_conn_id)
         hook = PostgresHook(postgres_conn_id=self.conn_id)
         columns, query, conninfo = self._query(hook, spec, sql.SQL("true"), {})
         key_index = [name for name, _ in columns].index(spec.key)
