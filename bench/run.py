@@ -775,12 +775,19 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated steps to run, in order (default all: {','.join(ORDER)}); the transform "
         "and load need the extract. E.g. --rows 5000000 --steps extract,transform",
     )
+    parser.add_argument(
+        "--parse", action="store_true", help="time each DAG file's parse against an empty DAG file"
+    )
     parser.add_argument("--step", nargs=3, metavar=("NAME", "PLAN", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.dedup:
         from bench.dedup import bench_dedup
 
         return bench_dedup()
+    if args.parse:
+        from bench.parse import bench_parse
+
+        return bench_parse()
     if args.step:
         name, plan_path, result_path = args.step
         run_step_here(name, Path(plan_path), Path(result_path))
