@@ -72,6 +72,8 @@ REFERENCE = {
     "psql_in": "~3.1 s (issue 11)",
     "dlt": "~17 s",
     "incremental": "issue 11: <= 5% of the full extract",
+    "mysql_raw": "",
+    "mysql_extract": "",
 }
 # Measured outside a Python step process (psql, the bench-only dlt virtualenv), timed by the driver
 # with GNU time's maximum RSS of the command.
@@ -79,6 +81,7 @@ EXTERNAL = {
     "psql_out": "limit: psql \\copy (SELECT *) to /dev/null",
     "psql_in": "limit: psql \\copy from CSV, unindexed table",
     "dlt": "peer: dlt sql_table (pyarrow) → Parquet",
+    "mysql_raw": "MySQL limit: mysql --quick SELECT * > /dev/null",
 }
 
 # Generated rows: deterministic (same data every run) and shaped like the totesys dumps: millisecond
@@ -99,6 +102,30 @@ FROM generate_series(1, {rows}::bigint) AS g,
      LATERAL (SELECT timestamp '2022-11-03 14:20:52.186' + (g * 63072000000 / {rows}) * interval '1 ms'
               AS created) AS c
 """
+
+# The same rows in MySQL / MariaDB (its Sequence engine's seq_1_to_N in place of generate_series).
+MYSQL_DDL = """
+CREATE TABLE sales_order (
+    sales_order_id int PRIMARY KEY, created_at datetime(3) NOT NULL, last_updated datetime(3) NOT NULL,
+    design_id int NOT NULL, staff_id int NOT NULL, counterparty_id int NOT NULL, units_sold int NOT NULL,
+    unit_price decimal(10, 2) NOT NULL, currency_id int NOT NULL, agreed_delivery_date varchar(10) NOT NULL,
+    agreed_payment_date varchar(10) NOT NULL, agreed_delivery_location_id int NOT NULL
+)
+"""
+MYSQL_GENERATE = """
+INSERT INTO sales_order
+SELECT seq, c, c + INTERVAL ((seq % 5) * 98237341000) MICROSECOND,
+       1 + (seq * 7) % 400, 1 + (seq * 11) % 20, 1 + (seq * 13) % 20, 1000 + (seq * 7919) % 99001,
+       (200 + (seq * 104729) % 39800) / 100.0, 1 + seq % 3,
+       DATE_FORMAT(DATE(c) + INTERVAL (2 + seq % 7) DAY, '%Y-%m-%d'),
+       DATE_FORMAT(DATE(c) + INTERVAL (3 + seq % 8) DAY, '%Y-%m-%d'),
+       1 + (seq * 17) % 30
+FROM (SELECT seq, TIMESTAMP'2022-11-03 14:20:52.186'
+                  + INTERVAL (seq * 63072000000 DIV {rows}) * 1000 MICROSECOND AS c
+      FROM seq_1_to_{rows}) AS s
+"""
+MYSQL_CONN_ID = "bench_mysql"
+
 
 # The core table the load merges into: the landed columns, one row per (key, row version).
 CORE_DDL = """
@@ -276,6 +303,37 @@ def prepare_incremental(plan: Plan) -> Work:
     return work
 
 
+def prepare_mysql_extract(plan: Plan) -> Work:
+    """``MySqlTableExtractOperator.execute`` on the same rows in MariaDB: a first run (full snapshot)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+    from airflow.providers.mysql.hooks.mysql import MySqlHook  # noqa: F401
+
+    from include.etlkit.extract.mysql import MySqlTableExtractOperator
+
+    operator = MySqlTableExtractOperator(
+        task_id="land_sales_order_mysql",
+        table={"name": TABLE, "key": KEY, "cursor": "last_updated"},
+        source=f"{SOURCE}_mysql",
+        conn_id=MYSQL_CONN_ID,
+        bucket=plan.bucket,
+        aws_conn_id=S3_CONN_ID,
+    )
+    end = datetime.now(UTC).replace(microsecond=0)
+    ti = BenchTaskInstance(task_id="land_sales_order_mysql", run_id=f"bench_mysql__{end.isoformat()}")
+    context = {
+        "data_interval_start": end - timedelta(days=1),
+        "data_interval_end": end,
+        "run_id": ti.run_id,
+        "ti": ti,
+    }
+
+    def work() -> dict[str, Any]:
+        result = operator.execute(context)
+        return {"rows": result["rows"], "key": result["key"], "mode": result["mode"]}
+
+    return work
+
+
 def prepare_transform(plan: Plan) -> Work:
     """``TransformLandedOperator.execute`` on the extract's first snapshot: the totesys models.
 
@@ -430,6 +488,7 @@ STEPS = {
         Step("copy", "COPY (extract query) TO STDOUT, discarded", prepare_copy),
         Step("extract", "extract: operator.execute → S3 + ledger", prepare_extract),
         Step("incremental", "extract, next run: 1% of rows changed", prepare_incremental),
+        Step("mysql_extract", "MySQL extract: operator.execute → S3 + ledger", prepare_mysql_extract),
         Step("transform", "transform: landed → models (polars) → S3", prepare_transform),
         Step("pandas", "naive: pandas read_sql + to_parquet", prepare_pandas),
         Step("load", "load: S3 Parquet → landing → core", prepare_load),
@@ -458,6 +517,13 @@ def run_external(name: str, plan: Plan) -> dict[str, Any]:
             conn.execute(ddl)
             conn.execute("ALTER TABLE raw_sales_order DROP CONSTRAINT IF EXISTS raw_sales_order_pkey")
         command = _psql(plan.warehouse_db, f"\\copy raw_sales_order from '{csv_path}' csv")
+    elif name == "mysql_raw":
+        mysql_source(plan)
+        command = [
+            "sh", "-c",
+            f"mysql --quick -h {settings.MYSQL_HOST} -P {settings.MYSQL_PORT} -u {settings.MYSQL_USER} "
+            f"{plan.source_db} -e 'SELECT * FROM {TABLE}' > /dev/null",
+        ]  # fmt: skip
     elif name == "dlt":
         python = dlt_python()
         if python is None:
@@ -474,6 +540,35 @@ def run_external(name: str, plan: Plan) -> dict[str, Any]:
         return {"not_measured": (done.stdout + done.stderr).strip().splitlines()[-1:]}
     peak_kb = int((work / f"{name}.time").read_text().split()[-1])
     return {"rows": plan.rows, "seconds": seconds, "peak_mb": peak_kb / 1024, "start_mb": 0.0}
+
+
+def mysql_source(plan: Plan) -> None:
+    """The same rows in a throwaway MariaDB database named as the PostgreSQL source (made once)."""
+    import MySQLdb
+
+    conn = MySQLdb.connect(host=settings.MYSQL_HOST, port=settings.MYSQL_PORT, user=settings.MYSQL_USER)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{plan.source_db}`")
+        cur.execute(f"USE `{plan.source_db}`")
+        cur.execute("SHOW TABLES LIKE %s", (TABLE,))
+        if not cur.fetchall():
+            cur.execute(MYSQL_DDL)
+            cur.execute(MYSQL_GENERATE.format(rows=plan.rows))
+            cur.execute(f"ANALYZE TABLE {TABLE}")
+            cur.fetchall()
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def drop_mysql_source(name: str) -> None:
+    import MySQLdb
+
+    with suppress(Exception):
+        conn = MySQLdb.connect(host=settings.MYSQL_HOST, port=settings.MYSQL_PORT, user=settings.MYSQL_USER)
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
 
 
 def _status_mb(field: str) -> float:
@@ -564,6 +659,9 @@ def throwaway(tag: str) -> Iterator[tuple[str, str, str]]:
             f"AIRFLOW_CONN_{SOURCE_CONN_ID.upper()}": _postgres_uri(source_db),
             f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": _postgres_uri(warehouse_db),
             f"AIRFLOW_CONN_{CONTROL_CONN_ID.upper()}": _postgres_uri(warehouse_db),
+            f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}": (
+                f"mysql://{quote(settings.MYSQL_USER)}@{settings.MYSQL_HOST}:{settings.MYSQL_PORT}/{source_db}"
+            ),
             f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(
                 {
                     "conn_type": "aws",
@@ -583,6 +681,7 @@ def throwaway(tag: str) -> Iterator[tuple[str, str, str]]:
         with _admin() as admin:
             for name in (source_db, warehouse_db):
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_mysql_source(source_db)
 
 
 def generate_source(source_db: str, rows: int) -> float:
@@ -640,7 +739,9 @@ ORDER = [
     "psql_in",
     "load",
     "pandas_load",
-    "incremental",  # last: it changes the source the other steps read
+    "incremental",  # after the others: it changes the source they read
+    "mysql_raw",  # makes the MariaDB copy of the rows first (untimed)
+    "mysql_extract",
 ]
 # Each of our steps against its limit and its peers: (ours, other).
 RATIOS = [
@@ -651,6 +752,8 @@ RATIOS = [
     ("load", "psql_in"),
     ("load", "pandas_load"),
     ("incremental", "extract"),
+    ("mysql_extract", "mysql_raw"),
+    ("mysql_extract", "extract"),
 ]
 
 
@@ -799,7 +902,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown step(s) {unknown}; steps are {ORDER}")
     if steps and {"transform", "load", "pandas_load", "incremental"} & set(steps) and "extract" not in steps:
-        parser.error("the transform and load steps need the extract step before them")
+        parser.error("the transform, load and incremental steps need the extract step before them")
+    if steps and "mysql_extract" in steps and "mysql_raw" not in steps:
+        parser.error("the MySQL extract needs the mysql_raw step before it (it makes the MariaDB rows)")
     try:
         return bench(args.rows, steps)
     except BenchError as exc:
