@@ -273,11 +273,9 @@ def prepare_incremental(plan: Plan) -> Work:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
     from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
 
-    with psycopg.connect(_conninfo(plan.warehouse_db)) as conn:
-        (landed_until,) = conn.execute(
-            "SELECT landed_until FROM etl.extract_state WHERE source = %s AND table_name = %s",
-            (SOURCE, TABLE),
-        ).fetchone()
+    from include.etlkit.control.ledger import Ledger
+
+    landed_until = Ledger().landed_until(SOURCE, TABLE)  # the bench's control plane (its warehouse)
     with psycopg.connect(_conninfo(plan.source_db), autocommit=True) as conn:
         conn.execute(
             sql.SQL(
