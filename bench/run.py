@@ -67,8 +67,22 @@ REFERENCE = {
     "transform": "(no figure; issue 9: peak < 1 GB at 5M)",
     "pandas": "~11.5 s, ~1.2 GB",
     "load": "(no figure)",
+    "pandas_load": "",
+    "psql_out": "~1.5 s (issue 11)",
+    "psql_in": "~3.1 s (issue 11)",
+    "dlt": "~17 s",
+    "incremental": "issue 11: <= 5% of the full extract",
+    "mysql_raw": "",
+    "mysql_extract": "",
 }
-REFERENCE_OTHER = "dlt pyarrow sql_table ~17 s (not measured here)"
+# Measured outside a Python step process (psql, the bench-only dlt virtualenv), timed by the driver
+# with GNU time's maximum RSS of the command.
+EXTERNAL = {
+    "psql_out": "limit: psql \\copy (SELECT *) to /dev/null",
+    "psql_in": "limit: psql \\copy from CSV, unindexed table",
+    "dlt": "peer: dlt sql_table (pyarrow) → Parquet",
+    "mysql_raw": "MySQL limit: mysql --quick SELECT * > /dev/null",
+}
 
 # Generated rows: deterministic (same data every run) and shaped like the totesys dumps: millisecond
 # timestamps, text 'YYYY-MM-DD' dates, 2-decimal prices of 2.00-399.99, ids within small dimensions.
@@ -88,6 +102,30 @@ FROM generate_series(1, {rows}::bigint) AS g,
      LATERAL (SELECT timestamp '2022-11-03 14:20:52.186' + (g * 63072000000 / {rows}) * interval '1 ms'
               AS created) AS c
 """
+
+# The same rows in MySQL / MariaDB (its Sequence engine's seq_1_to_N in place of generate_series).
+MYSQL_DDL = """
+CREATE TABLE sales_order (
+    sales_order_id int PRIMARY KEY, created_at datetime(3) NOT NULL, last_updated datetime(3) NOT NULL,
+    design_id int NOT NULL, staff_id int NOT NULL, counterparty_id int NOT NULL, units_sold int NOT NULL,
+    unit_price decimal(10, 2) NOT NULL, currency_id int NOT NULL, agreed_delivery_date varchar(10) NOT NULL,
+    agreed_payment_date varchar(10) NOT NULL, agreed_delivery_location_id int NOT NULL
+)
+"""
+MYSQL_GENERATE = """
+INSERT INTO sales_order
+SELECT seq, c, c + INTERVAL ((seq % 5) * 98237341000) MICROSECOND,
+       1 + (seq * 7) % 400, 1 + (seq * 11) % 20, 1 + (seq * 13) % 20, 1000 + (seq * 7919) % 99001,
+       (200 + (seq * 104729) % 39800) / 100.0, 1 + seq % 3,
+       DATE_FORMAT(DATE(c) + INTERVAL (2 + seq % 7) DAY, '%Y-%m-%d'),
+       DATE_FORMAT(DATE(c) + INTERVAL (3 + seq % 8) DAY, '%Y-%m-%d'),
+       1 + (seq * 17) % 30
+FROM (SELECT seq, TIMESTAMP'2022-11-03 14:20:52.186'
+                  + INTERVAL (seq * 63072000000 DIV {rows}) * 1000 MICROSECOND AS c
+      FROM seq_1_to_{rows}) AS s
+"""
+MYSQL_CONN_ID = "bench_mysql"
+
 
 # The core table the load merges into: the landed columns, one row per (key, row version).
 CORE_DDL = """
@@ -189,14 +227,15 @@ def prepare_copy_plain(plan: Plan) -> Work:
 
 
 def prepare_copy(plan: Plan) -> Work:
-    """The extract's own query (row hash, ordered by key), drained: the floor under the extract path."""
+    """The extract's own query (catalogue columns, ordered by key) as binary COPY, drained."""
     from include.etlkit.extract.postgres import TableSpec
 
     operator = _extract_operator(plan)
     spec = TableSpec(name=TABLE, key=KEY)
     conn = psycopg.connect(_conninfo(plan.source_db))
     with conn.cursor() as cur:
-        query = operator._select(spec, operator._columns(cur, spec), sql.SQL("t.last_updated < now()"))
+        select = operator._select(spec, operator._columns(cur, spec), sql.SQL("t.last_updated < now()"))
+    query = sql.SQL("COPY ({}) TO STDOUT WITH (FORMAT binary)").format(select)
     drain = _drain(conn, query)
     return lambda: {"rows": plan.rows, **drain()}
 
@@ -210,6 +249,75 @@ def prepare_extract(plan: Plan) -> Work:
     operator = _extract_operator(plan)
     end = datetime.now(UTC).replace(microsecond=0)
     ti = BenchTaskInstance(run_id=f"bench__{end.isoformat()}")
+    context = {
+        "data_interval_start": end - timedelta(days=1),
+        "data_interval_end": end,
+        "run_id": ti.run_id,
+        "ti": ti,
+    }
+
+    def work() -> dict[str, Any]:
+        result = operator.execute(context)
+        return {"rows": result["rows"], "key": result["key"], "mode": result["mode"]}
+
+    return work
+
+
+def prepare_incremental(plan: Plan) -> Work:
+    """The extract's next run after 1% of the rows changed: an incremental window, landed and recorded.
+
+    Not timed: 1% of the rows (every 100th key) get a new ``units_sold`` and a ``last_updated`` just
+    before the first run's ``landed_until``, inside the next window's overlap, so the next interval
+    lands exactly those rows.
+    """
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+    from airflow.providers.postgres.hooks.postgres import PostgresHook  # noqa: F401
+
+    from include.etlkit.control.ledger import Ledger
+
+    landed_until = Ledger().landed_until(SOURCE, TABLE)  # the bench's control plane (its warehouse)
+    with psycopg.connect(_conninfo(plan.source_db), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "UPDATE {t} SET units_sold = units_sold + 1, last_updated = %s WHERE {k} %% 100 = 0"
+            ).format(t=sql.Identifier(TABLE), k=sql.Identifier(KEY)),
+            (landed_until - timedelta(minutes=1),),
+        )
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(TABLE)))
+    operator = _extract_operator(plan)
+    start = landed_until.replace(tzinfo=UTC)
+    ti = BenchTaskInstance(run_id=f"bench__{start.isoformat()}")
+    context = {
+        "data_interval_start": start,
+        "data_interval_end": start + timedelta(hours=1),
+        "run_id": ti.run_id,
+        "ti": ti,
+    }
+
+    def work() -> dict[str, Any]:
+        result = operator.execute(context)
+        return {"rows": result["rows"], "key": result["key"], "mode": result["mode"]}
+
+    return work
+
+
+def prepare_mysql_extract(plan: Plan) -> Work:
+    """``MySqlTableExtractOperator.execute`` on the same rows in MariaDB: a first run (full snapshot)."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook  # noqa: F401
+    from airflow.providers.mysql.hooks.mysql import MySqlHook  # noqa: F401
+
+    from include.etlkit.extract.mysql import MySqlTableExtractOperator
+
+    operator = MySqlTableExtractOperator(
+        task_id="land_sales_order_mysql",
+        table={"name": TABLE, "key": KEY, "cursor": "last_updated"},
+        source=f"{SOURCE}_mysql",
+        conn_id=MYSQL_CONN_ID,
+        bucket=plan.bucket,
+        aws_conn_id=S3_CONN_ID,
+    )
+    end = datetime.now(UTC).replace(microsecond=0)
+    ti = BenchTaskInstance(task_id="land_sales_order_mysql", run_id=f"bench_mysql__{end.isoformat()}")
     context = {
         "data_interval_start": end - timedelta(days=1),
         "data_interval_end": end,
@@ -272,6 +380,73 @@ def prepare_pandas(plan: Plan) -> Work:
     return work
 
 
+def prepare_pandas_load(plan: Plan) -> Work:
+    """The naive load for comparison: the landed Parquet into a DataFrame, ``to_sql`` into a new table."""
+    import pandas as pd
+    import sqlalchemy
+
+    if plan.landed_key is None:
+        raise BenchError("the pandas load needs the object the extract step landed")
+    from include.etlkit.storage import ImmutableStore
+
+    local = Path(plan.workdir) / "pandas-load.parquet"
+    ImmutableStore(S3_CONN_ID).download(plan.bucket, plan.landed_key, local)
+    engine = sqlalchemy.create_engine(
+        f"postgresql+psycopg://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/"
+        f"{plan.warehouse_db}"
+    )
+
+    def work() -> dict[str, Any]:
+        frame = pd.read_parquet(local)
+        frame.to_sql("pandas_sales_order", engine, if_exists="replace", index=False, chunksize=10_000)
+        engine.dispose()
+        return {"rows": len(frame)}
+
+    return work
+
+
+DLT_SCRIPT = """
+import json, sys, dlt
+from dlt.sources.sql_database import sql_table
+uri, table, workdir = sys.argv[1:4]
+pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.filesystem("file://" + workdir),
+                        dataset_name="bench", pipelines_dir=workdir + "/.dlt")
+info = pipeline.run(sql_table(credentials=uri, table=table, backend="pyarrow", chunk_size=100_000),
+                    loader_file_format="parquet")
+print(json.dumps({"rows": pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)}))
+"""
+
+
+def dlt_python() -> Path | None:
+    """The bench-only virtualenv holding dlt (``.venv-bench``, made on first use); None if pip fails.
+
+    dlt is never installed in the project's environment nor in the MWAA requirements.
+    """
+    venv = settings.PROJECT_ROOT / ".venv-bench"
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", "import dlt, sqlalchemy, psycopg2"]
+    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return python
+    base = Path(sys.base_prefix) / "bin" / "python3"
+    steps = [
+        [str(base), "-m", "venv", str(venv)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "dlt[parquet,sql_database]",
+            "sqlalchemy",
+            "psycopg2-binary",
+        ],
+    ]
+    for command in steps:
+        if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+            return None
+    return python
+
+
 def prepare_load(plan: Plan) -> Work:
     """The landed object, from S3 to ``landing.sales_order`` and merged into ``core`` as versions."""
     from include.etlkit.extract.postgres import ROW_HASH
@@ -310,11 +485,88 @@ STEPS = {
         Step("copy_plain", "COPY (SELECT *) TO STDOUT, discarded", prepare_copy_plain),
         Step("copy", "COPY (extract query) TO STDOUT, discarded", prepare_copy),
         Step("extract", "extract: operator.execute → S3 + ledger", prepare_extract),
+        Step("incremental", "extract, next run: 1% of rows changed", prepare_incremental),
+        Step("mysql_extract", "MySQL extract: operator.execute → S3 + ledger", prepare_mysql_extract),
         Step("transform", "transform: landed → models (polars) → S3", prepare_transform),
         Step("pandas", "naive: pandas read_sql + to_parquet", prepare_pandas),
         Step("load", "load: S3 Parquet → landing → core", prepare_load),
+        Step("pandas_load", "naive load: read_parquet + pandas to_sql", prepare_pandas_load),
     )
 }
+
+
+def _psql(dbname: str, command: str) -> list[str]:
+    return [
+        "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", settings.PG_HOST, "-p", str(settings.PG_PORT),
+        "-U", settings.PG_USER, "-d", dbname, "-c", command,
+    ]  # fmt: skip
+
+
+def run_external(name: str, plan: Plan) -> dict[str, Any]:
+    """Time a command outside Python (psql's limits, dlt in its own virtualenv); peak from GNU time."""
+    work = Path(plan.workdir)
+    if name == "psql_out":
+        command = _psql(plan.source_db, f"\\copy (SELECT * FROM {TABLE}) to /dev/null")
+    elif name == "psql_in":
+        csv_path = work / "raw.csv"
+        subprocess.run(_psql(plan.source_db, f"\\copy {TABLE} to '{csv_path}' csv"), check=True)
+        ddl = sales_order_ddl().replace(f"TABLE IF NOT EXISTS {TABLE}", "TABLE raw_sales_order")
+        with psycopg.connect(_conninfo(plan.warehouse_db), autocommit=True) as conn:
+            conn.execute(ddl)
+            conn.execute("ALTER TABLE raw_sales_order DROP CONSTRAINT IF EXISTS raw_sales_order_pkey")
+        command = _psql(plan.warehouse_db, f"\\copy raw_sales_order from '{csv_path}' csv")
+    elif name == "mysql_raw":
+        mysql_source(plan)
+        command = [
+            "sh", "-c",
+            f"mysql --quick -h {settings.MYSQL_HOST} -P {settings.MYSQL_PORT} -u {settings.MYSQL_USER} "
+            f"{plan.source_db} -e 'SELECT * FROM {TABLE}' > /dev/null",
+        ]  # fmt: skip
+    elif name == "dlt":
+        python = dlt_python()
+        if python is None:
+            return {"not_measured": "pip could not install dlt[parquet,sql_database] into .venv-bench"}
+        uri = f"postgresql+psycopg2://{quote(settings.PG_USER)}@{settings.PG_HOST}:{settings.PG_PORT}/{plan.source_db}"
+        command = [str(python), "-c", DLT_SCRIPT, uri, TABLE, str(work / "dlt")]
+    else:
+        raise BenchError(f"unknown external step {name}")
+    timed = ["/usr/bin/time", "-f", "%M", "-o", str(work / f"{name}.time"), *command]
+    started = time.perf_counter()
+    done = subprocess.run(timed, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"not_measured": (done.stdout + done.stderr).strip().splitlines()[-1:]}
+    peak_kb = int((work / f"{name}.time").read_text().split()[-1])
+    return {"rows": plan.rows, "seconds": seconds, "peak_mb": peak_kb / 1024, "start_mb": 0.0}
+
+
+def mysql_source(plan: Plan) -> None:
+    """The same rows in a throwaway MariaDB database named as the PostgreSQL source (made once)."""
+    import MySQLdb
+
+    conn = MySQLdb.connect(host=settings.MYSQL_HOST, port=settings.MYSQL_PORT, user=settings.MYSQL_USER)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{plan.source_db}`")
+        cur.execute(f"USE `{plan.source_db}`")
+        cur.execute("SHOW TABLES LIKE %s", (TABLE,))
+        if not cur.fetchall():
+            cur.execute(MYSQL_DDL)
+            cur.execute(MYSQL_GENERATE.format(rows=plan.rows))
+            cur.execute(f"ANALYZE TABLE {TABLE}")
+            cur.fetchall()
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def drop_mysql_source(name: str) -> None:
+    import MySQLdb
+
+    with suppress(Exception):
+        conn = MySQLdb.connect(host=settings.MYSQL_HOST, port=settings.MYSQL_PORT, user=settings.MYSQL_USER)
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
 
 
 def _status_mb(field: str) -> float:
@@ -405,6 +657,9 @@ def throwaway(tag: str) -> Iterator[tuple[str, str, str]]:
             f"AIRFLOW_CONN_{SOURCE_CONN_ID.upper()}": _postgres_uri(source_db),
             f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": _postgres_uri(warehouse_db),
             f"AIRFLOW_CONN_{CONTROL_CONN_ID.upper()}": _postgres_uri(warehouse_db),
+            f"AIRFLOW_CONN_{MYSQL_CONN_ID.upper()}": (
+                f"mysql://{quote(settings.MYSQL_USER)}@{settings.MYSQL_HOST}:{settings.MYSQL_PORT}/{source_db}"
+            ),
             f"AIRFLOW_CONN_{S3_CONN_ID.upper()}": json.dumps(
                 {
                     "conn_type": "aws",
@@ -424,6 +679,7 @@ def throwaway(tag: str) -> Iterator[tuple[str, str, str]]:
         with _admin() as admin:
             for name in (source_db, warehouse_db):
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_mysql_source(source_db)
 
 
 def generate_source(source_db: str, rows: int) -> float:
@@ -470,13 +726,66 @@ def machine_facts() -> list[str]:
     ]
 
 
+ORDER = [
+    "copy_plain",
+    "psql_out",
+    "copy",
+    "extract",
+    "pandas",
+    "dlt",
+    "transform",
+    "psql_in",
+    "load",
+    "pandas_load",
+    "incremental",  # after the others: it changes the source they read
+    "mysql_raw",  # makes the MariaDB copy of the rows first (untimed)
+    "mysql_extract",
+]
+# Each of our steps against its limit and its peers: (ours, other).
+RATIOS = [
+    ("extract", "copy_plain"),
+    ("extract", "psql_out"),
+    ("extract", "pandas"),
+    ("extract", "dlt"),
+    ("load", "psql_in"),
+    ("load", "pandas_load"),
+    ("incremental", "extract"),
+    ("mysql_extract", "mysql_raw"),
+    ("mysql_extract", "extract"),
+]
+
+
+def label(name: str) -> str:
+    return STEPS[name].label if name in STEPS else EXTERNAL[name]
+
+
+def format_ratios(results: dict[str, dict[str, Any]]) -> list[str]:
+    """``ours / other`` in speed (rows/s): above 1 is faster than the other, 0.5 is half its speed."""
+    lines = []
+    for ours, other in RATIOS:
+        a, b = results.get(ours, {}), results.get(other, {})
+        if "seconds" in a and "seconds" in b and ours == "incremental":
+            lines.append(
+                f"incremental / full extract: time {a['seconds'] / b['seconds']:.0%} (rows {a['rows']:,})"
+            )
+        elif "seconds" in a and "seconds" in b:
+            lines.append(
+                f"{ours} / {label(other)}: speed {b['seconds'] / a['seconds']:.2f}x, "
+                f"peak MB {a['peak_mb'] / b['peak_mb']:.2f}x"
+            )
+    return lines
+
+
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    header = ("step", "rows", "seconds", "rows/s", "peak MB", "start MB", "DESIGN.md, 1M rows")
+    header = ("step", "rows", "seconds", "rows/s", "peak MB", "start MB", "reference, 1M rows")
     lines = [header]
     for name, result in results.items():
+        if "not_measured" in result:
+            lines.append((label(name), "", "", "", "", "", f"not measured: {result['not_measured']}"))
+            continue
         lines.append(
             (
-                STEPS[name].label,
+                label(name),
                 f"{result['rows']:,}",
                 f"{result['seconds']:.2f}",
                 f"{result['rows'] / result['seconds']:,.0f}",
@@ -518,9 +827,9 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
         _progress(f"generated {rows:,} {TABLE} rows in {seconds:.1f} s ({size_mb:.0f} MB)")
         prepare_warehouse(wh)
         plan = Plan(rows=rows, source_db=src, warehouse_db=wh, bucket=bucket, workdir=workdir)
-        for name in steps or list(STEPS):
+        for name in steps or ORDER:
             _progress(f"measuring {name} ...")
-            results[name] = run_step(name, plan)
+            results[name] = run_external(name, plan) if name in EXTERNAL else run_step(name, plan)
             if name == "extract":
                 plan = replace(plan, landed_key=results[name]["key"])
         landed_mb = (
@@ -531,6 +840,9 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
 
     print()
     print(format_table(results))
+    print()
+    for line in format_ratios(results):
+        print(line)
     print()
     for fact in machine_facts():
         print(fact)
@@ -546,7 +858,6 @@ def bench(rows: int, steps: list[str] | None = None) -> int:
     if "load" in results:
         figures.append(f"rows merged into core {results['load']['merged']:,}")
     print("; ".join(figures))
-    print(f"reference also: {REFERENCE_OTHER}")
     print(
         "peak MB: the step process's high-water RSS (VmHWM), imports included; start MB: its RSS when "
         "the clock started."
@@ -562,8 +873,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--steps",
-        help=f"comma-separated steps to run, in order (default all: {','.join(STEPS)}); the transform "
+        help=f"comma-separated steps to run, in order (default all: {','.join(ORDER)}); the transform "
         "and load need the extract. E.g. --rows 5000000 --steps extract,transform",
+    )
+    parser.add_argument(
+        "--parse", action="store_true", help="time each DAG file's parse against an empty DAG file"
     )
     parser.add_argument("--step", nargs=3, metavar=("NAME", "PLAN", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -571,6 +885,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.dedup import bench_dedup
 
         return bench_dedup()
+    if args.parse:
+        from bench.parse import bench_parse
+
+        return bench_parse()
     if args.step:
         name, plan_path, result_path = args.step
         run_step_here(name, Path(plan_path), Path(result_path))
@@ -578,11 +896,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 1:
         parser.error("--rows must be at least 1")
     steps = args.steps.split(",") if args.steps else None
-    unknown = sorted(set(steps or ()) - set(STEPS))
+    unknown = sorted(set(steps or ()) - set(ORDER))
     if unknown:
-        parser.error(f"unknown step(s) {unknown}; steps are {list(STEPS)}")
-    if steps and {"transform", "load"} & set(steps) and "extract" not in steps:
-        parser.error("the transform and load steps need the extract step before them")
+        parser.error(f"unknown step(s) {unknown}; steps are {ORDER}")
+    if steps and {"transform", "load", "pandas_load", "incremental"} & set(steps) and "extract" not in steps:
+        parser.error("the transform, load and incremental steps need the extract step before them")
+    if steps and "mysql_extract" in steps and "mysql_raw" not in steps:
+        parser.error("the MySQL extract needs the mysql_raw step before it (it makes the MariaDB rows)")
     try:
         return bench(args.rows, steps)
     except BenchError as exc:

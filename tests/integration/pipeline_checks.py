@@ -26,12 +26,21 @@ def bucket_digests() -> dict[str, str]:
 
 
 def landed_versions(source: str = "totesys") -> set[tuple]:
+    """Every table's latest landed row versions (the baseline object overlaid with later versions)."""
+    from include.etlkit.control.ledger import Ledger
     from include.etlkit.control.store import ControlStore
 
-    rows = ControlStore().query(
-        "SELECT table_name, row_key, row_hash FROM etl.row_version WHERE source = %s", (source,)
+    ledger = Ledger()
+    tables = ControlStore().query(
+        "SELECT DISTINCT table_name FROM etl.row_version_base WHERE source = %s "
+        "UNION SELECT DISTINCT table_name FROM etl.row_version WHERE source = %s",
+        (source, source),
     )
-    return set(rows)
+    return {
+        (table, row_key, row_hash)
+        for (table,) in tables
+        for row_key, row_hash in ledger.row_hashes(source, table).items()
+    }
 
 
 def warehouse_fingerprint() -> dict[str, tuple]:

@@ -13,13 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
 from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec
+from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec, row_identity
 from infra.local import settings
 from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
@@ -193,8 +194,33 @@ def read_parquet(s3, bucket: str, key: str):
 
 
 def source_hashes(conn: psycopg.Connection) -> dict[str, str]:
-    rows = conn.execute(f"SELECT customer_id::text, md5(ROW(t.*)::text) FROM {TABLE} AS t").fetchall()
-    return dict(rows)
+    """Each source row's identity, read row by row through psycopg (not the extract's binary COPY)
+    and hashed as the reconciliation hashes: the extract must have recorded exactly these."""
+    cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} ORDER BY customer_id")
+    landed_types = {
+        "customer_id": pa.int32(),
+        "balance": pa.decimal128(10, 2),
+        "active": pa.bool_(),
+        "loyalty_points": pa.int32(),
+        "created_at": pa.timestamp("us"),
+        "last_updated": pa.timestamp("us"),
+    }
+    columns = list(zip(*cur.fetchall(), strict=True))
+    arrays = [
+        pa.array(values, landed_types.get(name, pa.string()))
+        for name, values in zip(COLUMNS, columns, strict=True)
+    ]
+    return dict(zip([str(k) for k in columns[0]], row_identity(arrays).to_pylist(), strict=True))
+
+
+def test_row_identity_is_siphash_of_the_values_as_text_with_null_as_backslash_n():
+    import numpy as np
+    from pandas.util import hash_array
+
+    expected = hash_array(np.array(["1\x1f\\N\x1f2.50"], dtype=object), categorize=False)[0]
+    identity = row_identity([pa.array([1]), pa.array([None], pa.string()), pa.array([Decimal("2.50")])])
+    assert identity.to_pylist() == [str(expected)]
+    assert row_identity([pa.array([1]), pa.array([""]), pa.array([Decimal("2.50")])]) != identity
 
 
 def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(
@@ -287,24 +313,47 @@ def test_landed_until_only_moves_forward_when_an_older_interval_runs_after_a_new
     assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 12, 30)
 
 
-def test_row_version_holds_one_row_per_key_with_the_hash_of_its_latest_version(
+def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_version(
     extract, source, source_name, control_plane
 ):
-    extract(0)
+    first = extract(0)
+
+    # The full snapshot is the baseline: one row naming the object, none per landed row.
+    assert control_plane.query(
+        "SELECT key, key_column, hash_column, cursor_column FROM etl.row_version_base "
+        "WHERE source = %s AND table_name = %s",
+        (source_name, TABLE),
+    ) == [(first["key"], "customer_id", ROW_HASH, "last_updated")]
+    assert not control_plane.query(
+        "SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s", (source_name, TABLE)
+    )
+    before = Ledger().row_hashes(source_name, TABLE)
+    assert before == source_hashes(source)
+
     source.execute(
         f"UPDATE {TABLE} SET note = NULL, last_updated = '2024-11-15 10:50:00.5' WHERE customer_id = 3"
     )
     update = extract(2)
-
     versions = control_plane.query(
         "SELECT row_key, row_hash, last_updated, landed_key FROM etl.row_version "
         "WHERE source = %s AND table_name = %s ORDER BY row_key",
         (source_name, TABLE),
     )
 
-    assert [row[0] for row in versions] == ["1", "2", "3"]
-    assert {row[0]: row[1] for row in versions} == source_hashes(source)
-    assert versions[2][2:] == (datetime(2024, 11, 15, 10, 50, 0, 500000), update["key"])
+    assert [row[0] for row in versions] == ["3"]
+    assert versions[0][2:] == (datetime(2024, 11, 15, 10, 50, 0, 500000), update["key"])
+    after = Ledger().row_hashes(source_name, TABLE)
+    assert after == source_hashes(source)
+    assert after["3"] != before["3"] and {k: after[k] for k in "12"} == {k: before[k] for k in "12"}
+
+    # A version landed later but older than the baseline's (a backfill of an old interval) never wins
+    # over it: the newer cursor wins, as in the upsert.
+    control_plane.query(
+        "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
+        "VALUES (%s, %s, '1', 'stale', '2000-01-01', 'old') ",
+        (source_name, TABLE),
+    )
+    assert Ledger().row_hashes(source_name, TABLE)["1"] == before["1"]
 
 
 def test_table_without_its_cursor_column_raises_a_clear_lookup_error(

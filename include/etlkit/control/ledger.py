@@ -27,12 +27,63 @@ SOURCE_TABLES = (
     "landed_object",
     "processed_object",
     "row_version",
+    "row_version_base",
     "source_file",
     "source_schema",
     "schema_change",
     "file_status",
     "current_state",
 )
+
+
+def _baseline_versions(
+    bucket: str, key: str, key_column: str, hash_column: str, cursor_column: str, *, aws_conn_id: str
+) -> dict[str, tuple[str, datetime | None]]:
+    """Each key's identity and cursor in a baseline object, read from the bucket batch by batch."""
+    import tempfile
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from include.etlkit.storage import ImmutableStore
+
+    versions: dict[str, tuple[str, datetime | None]] = {}
+    with tempfile.TemporaryDirectory(prefix="row-versions-") as tmp:
+        local = ImmutableStore(aws_conn_id).download(bucket, key, Path(tmp) / "base.parquet")
+        parquet = pq.ParquetFile(local)
+        for batch in parquet.iter_batches(
+            batch_size=100_000, columns=[key_column, hash_column, cursor_column]
+        ):
+            cursor = batch.column(2)
+            if pa.types.is_timestamp(cursor.type) and cursor.type.tz is not None:
+                cursor = cursor.cast(pa.timestamp(cursor.type.unit))  # as etl.row_version holds it: UTC
+            keys = pc.cast(batch.column(0), pa.string()).to_pylist()
+            hashes = batch.column(1).to_pylist()
+            versions.update(zip(keys, zip(hashes, cursor.to_pylist(), strict=True), strict=True))
+    return versions
+
+
+def _copy_csv(cur, statement: str, batches: Iterable[pa.RecordBatch]) -> None:
+    """COPY record batches as CSV rendered by Arrow, one batch in memory at a time."""
+    with cur.copy(statement) as copy:
+        for batch in batches:
+            buffer = io.BytesIO()
+            pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
+            copy.write(buffer.getbuffer())
+
+
+@dataclass(frozen=True)
+class VersionColumns:
+    """Where a landed Parquet object carries each row's version: its key, identity and cursor columns.
+
+    Given for a table extract's landing, it lets a table's first landing stand as the baseline of its
+    row versions (``etl.row_version_base``) rather than being copied into ``etl.row_version``.
+    """
+
+    key: str
+    hash: str
+    cursor: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +97,8 @@ class LedgerObject:
 # Tombstones of rows deleted in a source: landed (and processed) under ``<table>.deleted``.
 DELETIONS = ".deleted"
 DELETED_AT = "_deleted_at"
+# The row_version of a row deleted in the source: no source row hashes to it.
+DELETED_VERSION = "deleted"
 
 
 def deletions_of(table_name: str) -> str:
@@ -80,15 +133,19 @@ class Ledger:
         advance_state: bool = True,
         source_file: SourceFileRecord | None = None,
         forget_versions: tuple[str, Sequence[str]] | None = None,
+        version_columns: VersionColumns | None = None,
     ) -> None:
         """Record a landed object (if any rows), its row versions, and move the table's state.
 
-        ``forget_versions``: ``(table, keys)`` of rows deleted in the source, whose versions are
-        forgotten with the landing of their tombstones (so each deletion is landed once).
+        ``forget_versions``: ``(table, keys)`` of rows deleted in the source: their latest version
+        becomes a deletion (``row_hash`` :data:`DELETED_VERSION`, at the window's upper bound), in the
+        transaction that records their tombstones, so each deletion is landed once.
 
         ``row_versions``: batches with columns ``row_key``, ``row_hash``, ``last_updated``.
         ``source_file``: the remote file version the object came from (file drops), recorded in
         ``etl.source_file`` in the same transaction, so no landed file is left without its sender.
+        ``version_columns``: the object itself carries the row versions in these columns; a table's
+        first landing is then recorded as their baseline, one row, and ``row_versions`` is not read.
         """
         with self.store.transaction() as cur:
             if stored is not None:
@@ -110,7 +167,7 @@ class Ledger:
                     ),
                 )
             if stored is not None and row_versions is not None:
-                self._upsert_row_versions(cur, source, table_name, stored.key, row_versions)
+                self._upsert_row_versions(cur, source, table_name, stored, row_versions, version_columns)
             if advance_state:
                 cur.execute(
                     "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id) "
@@ -123,37 +180,66 @@ class Ledger:
                 write_source_file(cur, source_file)
             if forget_versions is not None and stored is not None:
                 table, keys = forget_versions
+                # A version like any other, so it also covers keys whose versions live in the baseline.
                 cur.execute(
-                    "DELETE FROM etl.row_version WHERE source = %s AND table_name = %s AND row_key = ANY(%s)",
-                    (source, table, list(keys)),
+                    "INSERT INTO etl.row_version "
+                    "(source, table_name, row_key, row_hash, last_updated, landed_key) "
+                    "SELECT %s, %s, k, %s, %s, %s FROM unnest(%s::text[]) AS k "
+                    "ON CONFLICT (source, table_name, row_key) DO UPDATE SET row_hash = EXCLUDED.row_hash, "
+                    "last_updated = EXCLUDED.last_updated, landed_key = EXCLUDED.landed_key",
+                    (source, table, DELETED_VERSION, window.upper, stored.key, list(keys)),
                 )
 
     @staticmethod
     def _upsert_row_versions(
-        cur, source: str, table_name: str, key: str, batches: Iterable[pa.RecordBatch]
+        cur,
+        source: str,
+        table_name: str,
+        stored: StoredObject,
+        batches: Iterable[pa.RecordBatch],
+        columns: VersionColumns | None,
     ) -> None:
+        key = stored.key
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s) "
+            "OR EXISTS (SELECT 1 FROM etl.row_version_base WHERE source = %s AND table_name = %s)",
+            (source, table_name, source, table_name),
+        )
+        first = not cur.fetchone()[0]
+        if first and columns is not None:
+            # The first landing (a full snapshot) is the baseline: one row naming the object.
+            cur.execute(
+                "INSERT INTO etl.row_version_base "
+                "(source, table_name, bucket, key, key_column, hash_column, cursor_column) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, table_name) DO NOTHING",
+                (source, table_name, stored.bucket, key, columns.key, columns.hash, columns.cursor),
+            )
+            return
+        if first:
+            # A table's first landing (a full snapshot, one row per key): no conflicts to resolve, so
+            # the versions are COPYed straight into the table, with no staging copy.
+            constants = {"source": source, "table_name": table_name, "landed_key": key}
+            _copy_csv(
+                cur,
+                "COPY etl.row_version (row_key, row_hash, last_updated, source, table_name, landed_key) "
+                "FROM STDIN WITH (FORMAT csv)",
+                (
+                    pa.record_batch(
+                        [
+                            *batch.columns,
+                            *(pa.array([v] * batch.num_rows, pa.string()) for v in constants.values()),
+                        ],
+                        names=[*batch.schema.names, *constants],
+                    )
+                    for batch in batches
+                ),
+            )
+            return
         cur.execute(
             "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
             "ON COMMIT DROP"
         )
-        with cur.copy("COPY incoming_version FROM STDIN WITH (FORMAT csv)") as copy:
-            for batch in batches:
-                buffer = io.BytesIO()
-                pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
-                copy.write(buffer.getbuffer())
-        cur.execute(
-            "SELECT EXISTS (SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s)",
-            (source, table_name),
-        )
-        if not cur.fetchone()[0]:
-            # A table's first landing (a full snapshot, one row per key): no conflicts to resolve.
-            cur.execute(
-                "INSERT INTO etl.row_version "
-                "(source, table_name, row_key, row_hash, last_updated, landed_key) "
-                "SELECT %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version",
-                (source, table_name, key),
-            )
-            return
+        _copy_csv(cur, "COPY incoming_version FROM STDIN WITH (FORMAT csv)", batches)
         # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
         cur.execute(
             "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
@@ -166,12 +252,34 @@ class Ledger:
             (source, table_name, key),
         )
 
-    def row_hashes(self, source: str, table_name: str) -> dict[str, str]:
-        rows = self.store.query(
-            "SELECT row_key, row_hash FROM etl.row_version WHERE source = %s AND table_name = %s",
+    def row_hashes(self, source: str, table_name: str, aws_conn_id: str = "aws_default") -> dict[str, str]:
+        """The identity of the latest landed version of every key of a table (key as text).
+
+        The baseline object (a table's first landing, ``etl.row_version_base``) is read from the bucket,
+        key, hash and cursor columns only, batch by batch; the versions landed since
+        (``etl.row_version``) are laid over it by the rule they were upserted with: the newer cursor
+        wins, and on an equal cursor (a silent change) the later landing.
+        """
+        base = self.store.query(
+            "SELECT bucket, key, key_column, hash_column, cursor_column FROM etl.row_version_base "
+            "WHERE source = %s AND table_name = %s",
             (source, table_name),
         )
-        return dict(rows or [])
+        later = self.store.query(
+            "SELECT row_key, row_hash, last_updated FROM etl.row_version "
+            "WHERE source = %s AND table_name = %s",
+            (source, table_name),
+        )
+        if not base:
+            return {row_key: row_hash for row_key, row_hash, _ in later or [] if row_hash != DELETED_VERSION}
+        versions = _baseline_versions(*base[0], aws_conn_id=aws_conn_id)
+        for row_key, row_hash, last_updated in later or []:
+            held = versions.get(row_key)
+            if held is None or held[1] is None or (last_updated is not None and last_updated >= held[1]):
+                versions[row_key] = (row_hash, last_updated)
+        return {
+            row_key: row_hash for row_key, (row_hash, _) in versions.items() if row_hash != DELETED_VERSION
+        }
 
     def landed_count(self, source: str) -> int:
         """How many objects the source ever landed (the demo checks them against the bucket)."""

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 from airflow.sdk import BaseOperator
 
-from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.extract.landing import Landing
 from include.etlkit.run_params import refresh_from
 from include.etlkit.windows import (
@@ -115,6 +115,7 @@ class TableExtractOperator(BaseOperator):
         mode: str,
         advance_state: bool,
         row_versions: Iterable[pa.RecordBatch] | None = None,
+        version_columns: VersionColumns | None = None,
     ) -> dict[str, Any]:
         """Land ``local`` (if it has rows) through the one landing path, and report its rows."""
         landing = self.landing(context, window)
@@ -125,6 +126,7 @@ class TableExtractOperator(BaseOperator):
             advance_state=advance_state,
             suffix=".parquet",
             row_versions=row_versions,
+            version_columns=version_columns,
         )
         landing.report(context, rows_in=rows, rows_out=rows)
         return {

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger
+from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.windows import ExtractWindow
@@ -82,6 +82,7 @@ class Landing:
         file_name: str | None = None,
         sha256: str | None = None,
         row_versions: Iterable[pa.RecordBatch] | None = None,
+        version_columns: VersionColumns | None = None,
         remote: FileVersion | None = None,
         version_id: str | None = None,
         detail: str = "",
@@ -98,6 +99,8 @@ class Landing:
         :param sha256: the file's digest when the caller computed it while writing.
         :param row_versions: batches of ``row_key``, ``row_hash``, ``last_updated`` for
             ``etl.row_version`` (table extracts).
+        :param version_columns: the columns of ``local`` holding each row's key, identity and cursor:
+            a table's first landing is then the baseline of its row versions, not copied row by row.
         :param remote: the dropped file's remote version, recorded ``landed`` in ``etl.source_file``.
         :param version_id: the remote object's version id, where the source has versions (S3).
         :param detail: more to say in the log line (pages fetched, bytes downloaded).
@@ -131,6 +134,7 @@ class Landing:
             rows=rows,
             mode=mode,
             row_versions=row_versions if stored is not None else None,  # nothing landed, no versions
+            version_columns=version_columns,
             advance_state=advance_state,
             source_file=source_file,
             forget_versions=forget_versions,

@@ -1,37 +1,68 @@
 """Land one PostgreSQL table's new and changed rows in the ingestion bucket, as Parquet.
 
-The rows stream: ``COPY (SELECT ...) TO STDOUT`` as CSV, read incrementally by pyarrow's CSV reader
-with the column types the catalogue declares, written to Parquet in record batches on local disk,
-then landed once by :class:`~include.etlkit.extract.base.TableExtractOperator`. No table is held in
-memory and no row passes through Python one at a time.
+The rows stream as binary COPY straight into Arrow record batches (the ADBC PostgreSQL driver, which
+runs ``COPY (SELECT ...) TO STDOUT WITH (FORMAT binary)``), are cast to the types the catalogue
+declares, get their row identity (:func:`row_identity`, computed here in Arrow rather than by the
+source), and are written to Parquet batch by batch on local disk, then landed once by
+:class:`~include.etlkit.extract.base.TableExtractOperator`. No table is held in memory and no row
+passes through Python one at a time.
 """
 
 from __future__ import annotations
 
-import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.windows import ExtractWindow
 
-__all__ = ["ROW_HASH", "ROW_HASH_SQL", "PostgresTableExtractOperator", "TableSpec", "arrow_type"]
+__all__ = [
+    "ROW_HASH",
+    "PostgresTableExtractOperator",
+    "TableSpec",
+    "arrow_type",
+    "read_arrow",
+    "row_identity",
+]
 
 ROW_HASH = "_row_hash"
-# A row version's identity, as the source computes it over the whole row (alias ``t``).
-ROW_HASH_SQL = sql.SQL("md5(ROW(t.*)::text)")
-BLOCK_SIZE = 8 << 20  # bytes of CSV per pyarrow batch: bounds memory per table
 VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per COPY batch
+BATCH_BYTES = 8 << 20  # the driver's batch size hint: bounds memory per table
+
+
+def row_identity(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array:
+    """A row version's identity: SipHash-2-4 (64 bits, pandas' fixed key) of its values as text.
+
+    The text is the one the transform's ``row_hash`` hashes (Arrow's casts to string, ``\\N`` for
+    NULL, a unit separator between values). Computed in Arrow after the read, because asking the
+    source for ``md5(ROW(t.*)::text)`` cost more than the whole read; the extract and the daily
+    reconciliation both call this on the same catalogue-typed columns, so they agree. pandas'
+    ``hash_array`` is the one keyed hash in C this environment offers; its key and algorithm have
+    been fixed for years, and a change would only make the next reconciliation land every row again
+    (a new version per key, never a lost change).
+    """
+    from pandas.util import hash_array
+
+    text = pc.binary_join_element_wise(
+        *(pc.cast(column, pa.string()) for column in columns),
+        "\x1f",
+        null_handling="replace",
+        null_replacement="\\N",
+    )
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    hashes = hash_array(text.to_numpy(zero_copy_only=False), categorize=False)
+    return pc.cast(pa.array(hashes, type=pa.uint64()), pa.string())
 
 
 def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:
@@ -66,40 +97,6 @@ def landed_columns(path: Path) -> list[LandedColumn]:
     """The source columns of a landed Parquet file (its row hash left out), in order."""
     schema = pq.read_schema(path)
     return [LandedColumn(f.name, str(f.type)) for f in schema if f.name != ROW_HASH]
-
-
-class _CopyStream(io.RawIOBase):
-    """A readable file over psycopg's COPY TO STDOUT chunks, so pyarrow can pull as it parses.
-
-    psycopg hands out one chunk per row; each ``readinto`` fills the caller's whole buffer from as
-    many chunks as fit, so pyarrow reads in large blocks rather than row by row.
-    """
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-        self._done = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        target = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(target):
-            if not self._pending:
-                if self._done:
-                    break
-                try:
-                    self._pending = memoryview(next(self._chunks)).cast("B")
-                except StopIteration:
-                    self._done = True
-                    break
-            size = min(len(target) - filled, len(self._pending))
-            target[filled : filled + size] = self._pending[:size]
-            self._pending = self._pending[size:]
-            filled += size
-        return filled
 
 
 class PostgresTableExtractOperator(TableExtractOperator):
@@ -153,6 +150,7 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 mode=mode,
                 advance_state=advance_state,
                 row_versions=self._row_versions(local, spec),
+                version_columns=VersionColumns(key=spec.key, hash=ROW_HASH, cursor=spec.cursor),
             )
         # After the landing: a drift is reported once, by the run that landed the new shape.
         if rows:
@@ -178,14 +176,27 @@ class PostgresTableExtractOperator(TableExtractOperator):
     def _copy_to_parquet(
         self, hook: Any, spec: TableSpec, condition: sql.Composable, params: dict[str, Any], path: Path
     ) -> int:
+        columns, query, conninfo = self._query(hook, spec, condition, params)
+        schema = pa.schema([*columns, (ROW_HASH, pa.string())])
+        return _write_parquet(read_arrow(conninfo, query, columns), schema, path)
+
+    def _query(
+        self, hook: Any, spec: TableSpec, condition: sql.Composable, params: dict[str, Any]
+    ) -> tuple[list[tuple[str, pa.DataType]], str, str]:
+        """The table's catalogue columns, the extract's SELECT with ``params`` bound by psycopg, and
+        the connection's libpq conninfo for the driver (the hook's own settings, extras included).
+
+        The values are quoted client side (psycopg's ``ClientCursor.mogrify``) because the driver runs
+        the query inside a ``COPY``, which takes no parameters.
+        """
+        import psycopg
+
         conn = hook.get_conn()
         try:
             with conn.cursor() as cur:
                 columns = self._columns(cur, spec)
-                query = self._select(spec, columns, condition)
-                schema = pa.schema([*columns, (ROW_HASH, pa.string())])
-                with cur.copy(query, params) as copy:
-                    return _write_parquet(_CopyStream(iter(copy)), schema, path)
+            query = psycopg.ClientCursor(conn).mogrify(self._select(spec, columns, condition), params)
+            return columns, query, conninfo(conn)
         finally:
             conn.close()
 
@@ -193,14 +204,9 @@ class PostgresTableExtractOperator(TableExtractOperator):
     def _select(
         spec: TableSpec, columns: list[tuple[str, pa.DataType]], condition: sql.Composable
     ) -> sql.Composed:
-        # The source computes each row's hash: the daily reconciliation recomputes it the same way.
-        return sql.SQL(
-            "COPY (SELECT {cols}, {hash} AS {hash_name} FROM {table} AS t WHERE {cond} "
-            "ORDER BY t.{key}, t.{cursor}) TO STDOUT WITH (FORMAT csv, HEADER true)"
-        ).format(
-            cols=sql.SQL(", ").join(sql.Identifier("t", name) for name, _ in columns),
-            hash=ROW_HASH_SQL,
-            hash_name=sql.Identifier(ROW_HASH),
+        # Ordered by key so the landed bytes, and so the object's key, are the same on a retry.
+        return sql.SQL("SELECT {cols} FROM {table} AS t WHERE {cond} ORDER BY t.{key}, t.{cursor}").format(
+            cols=sql.SQL(", ").join(_selected(name, kind) for name, kind in columns),
             table=sql.Identifier(spec.schema, spec.name),
             cond=condition,
             key=sql.Identifier(spec.key),
@@ -219,30 +225,52 @@ class PostgresTableExtractOperator(TableExtractOperator):
             )
 
 
-def _write_parquet(stream: io.RawIOBase, schema: pa.Schema, path: Path) -> int:
-    """Parse CSV from ``stream`` batch by batch into a Parquet file; returns the row count."""
-    reader = pacsv.open_csv(
-        io.BufferedReader(stream, buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={field.name: field.type for field in schema},
-            include_columns=schema.names,
-            # COPY writes NULL as an unquoted empty field and an empty string as "": only the former
-            # is NULL (pyarrow's default markers would turn the text 'NA' or 'NULL' into NULL too).
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t", "true"],
-            false_values=["f", "false"],
-        ),
-    )
+def _selected(name: str, kind: pa.DataType) -> sql.Composable:
+    """A column as the extract selects it: as text where Arrow keeps it as text or parses a decimal.
+
+    The driver hands numeric, uuid, json and other types without an Arrow equivalent over as opaque
+    or binary values; their text form (the one CSV COPY gave) is what lands, exactly as before.
+    """
+    column = sql.Identifier("t", name)
+    if pa.types.is_string(kind) or pa.types.is_decimal(kind):
+        return sql.SQL("{c}::text AS {n}").format(c=column, n=sql.Identifier(name))
+    return column
+
+
+def conninfo(conn: Any) -> str:
+    """The libpq conninfo an open psycopg connection was made with (its password too: never log it)."""
+    import psycopg
+
+    params = conn.info.get_parameters()
+    if conn.info.password:
+        params["password"] = conn.info.password
+    return psycopg.conninfo.make_conninfo(**params)
+
+
+def read_arrow(conninfo: str, query: str, columns: list[tuple[str, pa.DataType]]) -> Iterator[pa.RecordBatch]:
+    """Run ``query`` through the ADBC PostgreSQL driver: binary COPY into Arrow, batch by batch,
+    each batch cast to the catalogue's types (``columns``)."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    schema = pa.schema(columns)
+    with adbc.connect(conninfo) as conn, conn.cursor() as cur:
+        cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
+        cur.execute(query)
+        for batch in cur.fetch_record_batch():
+            if batch.num_rows:
+                yield pa.record_batch(
+                    [batch.column(i).cast(field.type) for i, field in enumerate(schema)], schema=schema
+                )
+
+
+def _write_parquet(batches: Iterator[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+    """Write the batches with their row identity to a Parquet file; returns the row count."""
     rows = 0
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for batch in reader:
-            if batch.num_rows:
-                writer.write_batch(batch.select(schema.names).cast(schema))
-                rows += batch.num_rows
+        for batch in batches:
+            arrays = list(batch.columns)
+            writer.write_batch(pa.record_batch([*arrays, row_identity(arrays)], schema=schema))
+            rows += batch.num_rows
     if rows == 0:
         path.unlink(missing_ok=True)
     return rows

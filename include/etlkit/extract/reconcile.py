@@ -2,13 +2,15 @@
 
 An incremental extract only sees changes that move the cursor column. The real totesys data also
 changes rows in place (a design's file location, an order's agreed date) with ``last_updated``
-untouched. Once a day this compares every row's hash, computed by the source exactly as the extract
-computes it, with the hash of the version last landed (``etl.row_version``); rows that differ, or
-were never landed, are landed again as new versions, and flow downstream like any other landing.
+untouched. Once a day this reads every row (binary COPY into Arrow, as the extract reads), computes its
+identity with the extract's own :func:`~include.etlkit.extract.postgres.row_identity` on the same
+catalogue-typed columns, and compares it with the identity of the version last landed
+(``Ledger.row_hashes``); rows that differ, or were never landed, are landed again as new versions,
+and flow downstream like any other landing. Only the differing keys are kept, batch by batch.
 
 Rows deleted in the source (keys landed before, absent now) are landed as tombstones: a Parquet of
 their keys and the moment the deletion was seen, under ``<table>.deleted`` (mode ``delete``), with
-the deleted rows' versions forgotten in the same transaction, so each deletion lands once. The
+the deleted rows' versions marked deleted in the same transaction, so each deletion lands once. The
 transform turns them into deletions of the models whose primary input is the table, and the load
 marks those rows deleted (see :mod:`include.etlkit.transform.deletions`).
 """
@@ -25,7 +27,7 @@ from psycopg import sql
 
 from include.etlkit.control.ledger import DELETED_AT, Ledger, deletions_of
 from include.etlkit.extract.landing import Landing
-from include.etlkit.extract.postgres import ROW_HASH_SQL, PostgresTableExtractOperator
+from include.etlkit.extract.postgres import PostgresTableExtractOperator, read_arrow, row_identity
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 
@@ -46,32 +48,31 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             )
             Landing.report(context, rows_in=0, rows_out=0)
             return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
-        landed = ledger.row_hashes(self.source, spec.name)
-        query = sql.SQL("SELECT t.{key}::text, {hash} FROM {table} AS t").format(
-            key=sql.Identifier(spec.key), hash=ROW_HASH_SQL, table=sql.Identifier(spec.schema, spec.name)
-        )
+        landed = ledger.row_hashes(self.source, spec.name, aws_conn_id=self.aws_conn_id)
         hook = PostgresHook(postgres_conn_id=self.conn_id)
-        conn = hook.get_conn()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query)
-                current = cur.fetchall()
-        finally:
-            conn.close()
-        changed = sorted(key for key, row_hash in current if landed.get(key) != row_hash)
-        deleted = sorted(landed.keys() - {key for key, _ in current})
+        columns, query, conninfo = self._query(hook, spec, sql.SQL("true"), {})
+        key_index = [name for name, _ in columns].index(spec.key)
+        seen, changed, present = 0, [], set()
+        for batch in read_arrow(conninfo, query, columns):
+            keys = batch.column(key_index).cast(pa.string()).to_pylist()
+            hashes = row_identity(batch.columns).to_pylist()
+            changed.extend(key for key, now in zip(keys, hashes, strict=True) if landed.get(key) != now)
+            present.update(keys)
+            seen += batch.num_rows
+        changed.sort()
+        deleted = sorted(landed.keys() - present)
         self.log.info(
             "%s.%s: %d rows in the source, %d differ from what was landed, %d were deleted",
             self.source,
             spec.name,
-            len(current),
+            seen,
             len(changed),
             len(deleted),
         )
         if deleted:
             self.land_deletions(context, deleted, window)
         if not changed:
-            Landing.report(context, rows_in=len(current), rows_out=len(deleted))
+            Landing.report(context, rows_in=seen, rows_out=len(deleted))
             return {
                 "table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0,
                 "deleted": len(deleted),
