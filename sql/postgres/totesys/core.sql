@@ -155,14 +155,19 @@ CREATE TABLE IF NOT EXISTS core.fact_payment (
 -- dimension row is kept and marked; a fact gets a deletion version (a copy of its current version
 -- with deleted_at set). Marts leave deleted facts out. Added after the ERD's columns, to every table.
 -- ---------------------------------------------------------------------------------------------
-ALTER TABLE core.dim_date ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_staff ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_location ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_design ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_currency ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_counterparty ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_transaction ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.dim_payment_type ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.fact_sales_order ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.fact_purchase_order ADD COLUMN IF NOT EXISTS deleted_at timestamp;
-ALTER TABLE core.fact_payment ADD COLUMN IF NOT EXISTS deleted_at timestamp;
+-- Added only where missing: ALTER TABLE takes an exclusive lock even when the column exists, and
+-- this script runs before every load (readers of core would queue behind it, and it behind them).
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['dim_date', 'dim_staff', 'dim_location', 'dim_design', 'dim_currency',
+                             'dim_counterparty', 'dim_transaction', 'dim_payment_type',
+                             'fact_sales_order', 'fact_purchase_order', 'fact_payment'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = 'core' AND table_name = t AND column_name = 'deleted_at') THEN
+            EXECUTE format('ALTER TABLE core.%I ADD COLUMN deleted_at timestamp', t);
+        END IF;
+    END LOOP;
+END
+$$;
