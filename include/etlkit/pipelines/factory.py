@@ -31,7 +31,7 @@ from include.etlkit.extract.sftp import SftpFileExtractOperator
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.load.operators import LoadProcessedOperator
-from include.etlkit.pipelines.config import Feed, PipelineConfig
+from include.etlkit.pipelines.config import KIND_OPTIONS, Feed, PipelineConfig
 from include.etlkit.sensors.s3_drop import S3DropSensor
 from include.etlkit.transform.engine import Targets
 from include.etlkit.transform.operators import TransformLandedOperator
@@ -67,15 +67,21 @@ def _postgres(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator
     )
 
 
+def _mysql_table(feed: Feed) -> TableSpec:
+    return TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
+
+
+def _mysql_options(feed: Feed) -> dict[str, Any]:
+    return {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
+
+
 def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
-    spec = TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
-    extra = {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
     return MySqlTableExtractOperator(
-        table=spec,
+        table=_mysql_table(feed),
         source=config.source,
         conn_id=feed.option("conn_id"),
         bucket=INGESTION_BUCKET,
-        **extra,
+        **_mysql_options(feed),
         **_table_options(feed),
         **kwargs,
     )
@@ -109,30 +115,13 @@ def _http(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     )
 
 
-def _ftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
-    extra = {
-        k: feed.option(k)
-        for k in ("settle_seconds", "stable_check_seconds", "server_timezone")
-        if feed.option(k) is not None
-    }
-    return FtpFileExtractOperator(
-        ftp_conn_id=feed.option("conn_id"),
-        secure=feed.kind == "ftps",
-        remote_dir=feed.option("remote_dir"),
-        pattern=feed.option("pattern"),
-        source=config.source,
-        name=feed.name,
-        bucket=INGESTION_BUCKET,
-        **extra,
-        **kwargs,
-    )
-
-
-def _sftp(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
-    extra = {
-        k: feed.option(k) for k in ("settle_seconds", "stable_check_seconds") if feed.option(k) is not None
-    }
-    return SftpFileExtractOperator(
+def _file_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    """FTP, FTPS and SFTP drops: one operator family, the kind picks the wire (and TLS for FTPS)."""
+    extra = {k: feed.option(k) for k in sorted(KIND_OPTIONS[feed.kind][1]) if feed.option(k) is not None}
+    if feed.kind == "ftps":
+        extra["secure"] = True
+    operator = SftpFileExtractOperator if feed.kind == "sftp" else FtpFileExtractOperator
+    return operator(
         ftp_conn_id=feed.option("conn_id"),
         remote_dir=feed.option("remote_dir"),
         pattern=feed.option("pattern"),
@@ -168,9 +157,9 @@ EXTRACTS: dict[str, Callable[..., BaseOperator]] = {
     "postgres": _postgres,
     "mysql": _mysql,
     "http": _http,
-    "ftp": _ftp,
-    "ftps": _ftp,
-    "sftp": _sftp,
+    "ftp": _file_drop,
+    "ftps": _file_drop,
+    "sftp": _file_drop,
     "s3_drop": _s3_drop,
 }
 
@@ -191,14 +180,12 @@ def _postgres_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> Ba
 
 
 def _mysql_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
-    spec = TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
-    extra = {"chunk_size": feed.option("chunk_size")} if feed.option("chunk_size") else {}
     return MySqlReconcileOperator(
-        table=spec,
+        table=_mysql_table(feed),
         source=config.source,
         conn_id=feed.option("conn_id"),
         bucket=INGESTION_BUCKET,
-        **extra,
+        **_mysql_options(feed),
         **kwargs,
     )
 
