@@ -8,63 +8,31 @@ transformed and loaded the warehouse is exactly what it was (a fresh load of the
 from __future__ import annotations
 
 import copy
-import uuid
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import UTC
 
 import psycopg
 import pytest
 
-from include.etlkit.control.cli import dag_tasks
-from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.store import ControlStore
-from infra.local import settings
-from infra.local.seed_totesys import seed
-from tests.conftest import load_dag
 from tests.integration.airflow_server import dsn
 from tests.integration.pipeline_checks import warehouse_fingerprint
+from tests.integration.test_totesys_end_to_end import (
+    FIRST_INTERVAL_END,
+    SOURCE_DB,
+    pipeline,  # noqa: F401 - the module's fixture: fresh source, warehouse, buckets, DAGs
+    run_chain,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DAGS = Path(__file__).resolve().parents[2] / "dags"
-INTERVAL_END = datetime(2024, 11, 15, 15, 0, tzinfo=UTC)
-SOURCE_DB = settings.database("totesys")
-WAREHOUSE_DB = settings.database("warehouse")
-DAG_IDS = ("totesys_ingest", "totesys_transform", "totesys_load")
 
 
 @pytest.fixture(scope="module")
-def pipeline(airflow_db, local_services, control_plane):
-    with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{SOURCE_DB}" WITH (FORCE)')
-    seed("2024-11-15", dsn(SOURCE_DB))
-    with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
-        conn.execute("CREATE SCHEMA core; CREATE SCHEMA landing; CREATE SCHEMA mart")
-    Ledger(control_plane).forget("totesys")
-    suffix = uuid.uuid4().hex[:8]
-    patch = pytest.MonkeyPatch()
-    patch.setenv("AIRFLOW_VAR_INGESTION_BUCKET", f"etl-ingestion-params-{suffix}")
-    patch.setenv("AIRFLOW_VAR_PROCESSED_BUCKET", f"etl-processed-params-{suffix}")
-    from infra.local.bootstrap import ensure_buckets
-
-    ensure_buckets()
-    store = ControlStore()
-    store.register(dag_tasks(str(DAGS)))
-    for dag_id in DAG_IDS:
-        store.set_enabled(dag_id, None, True)
-    dags = {dag_id: load_dag(dag_id, DAGS) for dag_id in DAG_IDS}
-    for dag in dags.values():
-        for task in dag.tasks:
-            task.retries = 0
-    # The first, scheduled-style run: every table's full snapshot, modelled and loaded.
-    for dag_id in DAG_IDS:
-        result = (
-            dags[dag_id].test(logical_date=INTERVAL_END) if dag_id.endswith("ingest") else dags[dag_id].test()
-        )
-        assert result.state == "success", dag_id
-    yield dags
-    patch.undo()
+def first_run(pipeline):  # noqa: F811 - the end-to-end module's fixture, used by name
+    """A fresh source, warehouse and buckets, and the first, scheduled-style run: every table's
+    full snapshot, modelled and loaded."""
+    run_chain(pipeline, FIRST_INTERVAL_END)
+    return pipeline
 
 
 def _landed(table: str) -> list[tuple[str, str, int]]:
@@ -80,8 +48,8 @@ def _source_rows(table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def test_the_params_are_in_the_trigger_form_with_the_feeds_to_choose_from(pipeline):
-    params = pipeline["totesys_ingest"].params
+def test_the_params_are_in_the_trigger_form_with_the_feeds_to_choose_from(first_run):
+    params = first_run["totesys_ingest"].params
     assert set(params) >= {"tables", "full_refresh", "since"}
     schema = params.get_param("tables").schema
     assert sorted(schema["items"]["enum"]) == sorted(
@@ -90,11 +58,11 @@ def test_the_params_are_in_the_trigger_form_with_the_feeds_to_choose_from(pipeli
     )  # fmt: skip
 
 
-def test_a_full_refresh_of_two_tables_relands_them_as_new_objects_and_changes_nothing(pipeline):
+def test_a_full_refresh_of_two_tables_relands_them_as_new_objects_and_changes_nothing(first_run):
     before = warehouse_fingerprint()
     earlier = {table: _landed(table) for table in ("currency", "design", "staff")}
 
-    result = pipeline["totesys_ingest"].test(
+    result = first_run["totesys_ingest"].test(
         run_conf={"tables": ["currency", "design"], "full_refresh": True}
     )
 
@@ -109,11 +77,11 @@ def test_a_full_refresh_of_two_tables_relands_them_as_new_objects_and_changes_no
     assert _landed("staff") == earlier["staff"]  # a table not asked for lands nothing
 
     for dag_id in ("totesys_transform", "totesys_load"):
-        assert pipeline[dag_id].test().state == "success"
+        assert first_run[dag_id].test().state == "success"
     assert warehouse_fingerprint() == before
 
 
-def test_since_relands_the_rows_changed_from_that_moment(pipeline):
+def test_since_relands_the_rows_changed_from_that_moment(first_run):
     with psycopg.connect(dsn(SOURCE_DB)) as conn:
         (moment,) = conn.execute("SELECT max(last_updated) - interval '30 days' FROM sales_order").fetchone()
         (expected,) = conn.execute(
@@ -121,7 +89,7 @@ def test_since_relands_the_rows_changed_from_that_moment(pipeline):
         ).fetchone()
     earlier = _landed("sales_order")
 
-    result = pipeline["totesys_ingest"].test(
+    result = first_run["totesys_ingest"].test(
         run_conf={
             "tables": ["sales_order"],
             "full_refresh": False,
@@ -134,16 +102,16 @@ def test_since_relands_the_rows_changed_from_that_moment(pipeline):
     assert "/refresh=" in new[0] and new[1] == "incremental" and new[2] == expected > 0
 
 
-def test_an_unknown_table_is_refused_before_the_run_starts(pipeline):
+def test_an_unknown_table_is_refused_before_the_run_starts(first_run):
     from airflow.sdk.exceptions import ParamValidationError
 
-    params = copy.deepcopy(pipeline["totesys_ingest"].params)
+    params = copy.deepcopy(first_run["totesys_ingest"].params)
     with pytest.raises(ParamValidationError):  # refused when set, or when the run validates them
         params["tables"] = ["no_such_table"]
         params.validate()
 
 
-def test_asset_events_carry_the_rows_they_bring(pipeline):
+def test_asset_events_carry_the_rows_they_bring(first_run):
     """The events of the first run (the module's fixture) say how much they brought."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
