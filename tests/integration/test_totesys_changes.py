@@ -8,6 +8,7 @@ a column a model needs is dropped. Each change is made with ``last_updated`` mov
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import psycopg
@@ -178,6 +179,22 @@ def test_an_added_and_a_widened_column_neither_halt_nor_drop_data(pipeline, cloc
     assert not ControlStore().query(
         "SELECT key FROM etl.landed_object WHERE source = 'totesys' AND transformed_at IS NULL"
     )
+    # The added column reaches the warehouse's landing table (not core, whose shape is the model's).
+    carried = _query(
+        WAREHOUSE_DB,
+        "SELECT location_id, additional_column FROM landing.dim_location "
+        "WHERE location_id IN (%s, %s) ORDER BY _loaded_at DESC, location_id",
+        (address_id, other_address),
+    )
+    latest_by_id = {location: extra for location, extra in reversed(carried)}
+    assert json.loads(latest_by_id[address_id]) == {"floor": "3rd"}
+    assert latest_by_id[other_address] is None  # landed before the column existed
+    core_columns = _query(
+        WAREHOUSE_DB,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = 'core' AND table_name = 'dim_location'",
+    )
+    assert ("additional_column",) not in core_columns
 
 
 def test_additive_drift_is_recorded_in_schema_change(pipeline, clock):  # noqa: F811

@@ -27,6 +27,7 @@ from include.etlkit.transform.engine import (
     build,
     input_frame,
     latest,
+    processed_schema,
     row_by_row,
     row_hash,
     scan,
@@ -277,7 +278,7 @@ def test_a_row_by_row_model_built_batch_by_batch_equals_the_whole_frame(tmp_path
     payment = next(m for m in totesys.models() if m.name == "fact_payment")
     assert row_by_row(payment)
     path = tmp_path / "fact_payment.parquet"
-    schema = totesys.SCHEMAS["fact_payment"]
+    schema = processed_schema(payment, totesys.TARGETS)  # the target's, plus additional_column
 
     rows = write_parquet(
         batch_rows(payment, [snapshot / "payment.parquet"], totesys.TARGETS, 1000), schema, path
@@ -300,3 +301,76 @@ def test_an_id_landed_as_a_float_converts_only_when_whole():
         ModelError, match=r"dim_location\.location_id: cannot convert 1 value\(s\) to int32 \(first: '3\.7'\)"
     ):
         build(model, {"address": pl.LazyFrame([_address(address_id=3.7)])}, totesys.TARGETS)
+
+
+# -- columns added to a source after its models were written ---------------------------------------
+
+
+def _sales_order_row(**overrides) -> dict:
+    row = {
+        "sales_order_id": 1,
+        "created_at": dt.datetime(2022, 11, 3, 14, 20, 52, 186000),
+        "last_updated": dt.datetime(2022, 11, 3, 14, 20, 52, 186000),
+        "design_id": 3,
+        "staff_id": 19,
+        "counterparty_id": 8,
+        "units_sold": 10,
+        "unit_price": Decimal("3.90"),
+        "currency_id": 2,
+        "agreed_delivery_date": "2022-11-07",
+        "agreed_payment_date": "2022-11-08",
+        "agreed_delivery_location_id": 8,
+    }
+    return {**row, **overrides}
+
+
+def test_a_column_added_to_the_source_is_carried_as_json_and_left_out_of_the_row_hash(tmp_path: Path):
+    sales = next(m for m in totesys.models() if m.name == "fact_sales_order")
+    schema = processed_schema(sales, totesys.TARGETS)
+    assert schema.names == [*totesys.SCHEMAS["fact_sales_order"].names, "additional_column"]
+    assert sales.load.landing_only == ("additional_column",)  # never merged into core
+    before = pl.LazyFrame([_sales_order_row()])
+    after = pl.LazyFrame(
+        [
+            _sales_order_row(sales_order_id=2, discount_code="SPRING", channel=None),
+            _sales_order_row(sales_order_id=3, discount_code=None, channel=None),
+        ]
+    )
+    frame = pl.concat([before, after], how="diagonal_relaxed")
+    added = {"sales_order": ["discount_code", "channel", "gone_again"]}
+
+    path = tmp_path / "fact.parquet"
+    write_parquet(build(sales, {"sales_order": frame}, totesys.TARGETS, added=added), schema, path)
+
+    written = pq.read_table(path)
+    assert written.column("additional_column").to_pylist() == [
+        None,
+        '{"discount_code":"SPRING","channel":null}',
+        None,
+    ]
+    # A version is the table's values: the same row hashes alike with or without what was added.
+    plain = tmp_path / "plain.parquet"
+    write_parquet(
+        build(sales, {"sales_order": pl.LazyFrame([_sales_order_row(sales_order_id=2)])}, totesys.TARGETS),
+        schema,
+        plain,
+    )
+    assert pq.read_table(plain).column("row_hash")[0] == written.column("row_hash")[1]
+
+
+def test_an_added_column_the_model_uses_is_not_carried_again(tmp_path: Path):
+    location = _dim_location()
+    assert location.carries and "city" in location.names
+    frames = {"address": pl.LazyFrame([_address(floor="3rd")])}
+    built = to_table(
+        build(location, frames, totesys.TARGETS, added={"address": ["floor", "city"]}),
+        processed_schema(location, totesys.TARGETS),
+    )
+    assert built.column("additional_column").to_pylist() == ['{"floor":"3rd"}']
+
+
+def test_a_model_that_does_not_select_additional_column_keeps_its_target_schema():
+    dates = next(m for m in totesys.models() if m.name == "dim_date")
+    assert not dates.carries
+    assert processed_schema(dates, totesys.TARGETS) == totesys.SCHEMAS["dim_date"]
+    assert dates.load.landing_only == ()

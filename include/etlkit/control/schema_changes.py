@@ -65,6 +65,19 @@ class SchemaRegistry:
         )
         return rows[0][0] if rows else None
 
+    def added_columns(self, source: str, table_name: str) -> list[str]:
+        """Every column ever recorded as added to the table, in the order they were added.
+
+        Columns a table had at its first extract are its baseline, so these are the ones its models
+        were (probably) written without: the transform carries them into ``additional_column``.
+        """
+        rows = self.store.query(
+            "SELECT column_name FROM etl.schema_change WHERE source = %s AND table_name = %s "
+            "AND change_kind = 'added' GROUP BY column_name ORDER BY min(change_id)",
+            (source, table_name),
+        )
+        return [name for (name,) in rows]
+
     def record(
         self,
         source: str,

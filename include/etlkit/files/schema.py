@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from include.etlkit.files.readers import ReaderOptions
+from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
 
 STRING, INT, DECIMAL, FLOAT, DATE, TIMESTAMP, BOOL = (
     "string",
@@ -69,7 +70,6 @@ TYPE_ALIASES = {
 }
 DECIMAL_TYPE = re.compile(r"^(?:decimal|numeric)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
 # Columns the validation adds to every valid table: no schema column may take their names.
-ADDITIONAL_COLUMN = "additional_column"
 SOURCE_ROW = "source_row"
 RESERVED_NAMES = frozenset({ADDITIONAL_COLUMN, SOURCE_ROW})
 # How booleans are spelled (compared in lower case, after trimming).

@@ -159,7 +159,12 @@ class PostgresWarehouse:
             return self.load_parquet(spec, local, load_id=key)
 
     def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
-        """Create ``landing.<table>`` from the processed schema (all columns nullable, plus ``_load_id``)."""
+        """Create ``landing.<table>`` from the processed schema (all columns nullable, plus ``_load_id``).
+
+        A column the table lacks (``additional_column`` once a model carries it, say) is added: landing
+        follows its objects. Only missing columns are altered, so a load takes no exclusive lock on
+        a landing table that already fits.
+        """
         columns = [
             sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(postgres_type(f.type))) for f in schema
         ]
@@ -176,6 +181,21 @@ class PostgresWarehouse:
         try:
             with conn.cursor() as cur:
                 cur.execute(statement)
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = %s AND table_name = %s",
+                    (spec.landing_schema, spec.warehouse_table),
+                )
+                existing = {name for (name,) in cur.fetchall()}
+                for f in schema:
+                    if f.name not in existing:
+                        cur.execute(
+                            sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {type}").format(
+                                t=sql.Identifier(spec.landing_schema, spec.warehouse_table),
+                                c=sql.Identifier(f.name),
+                                type=sql.SQL(postgres_type(f.type)),
+                            )
+                        )
                 cur.execute(
                     sql.SQL(
                         "CREATE TABLE IF NOT EXISTS {r} (table_name text NOT NULL, load_id text NOT NULL, "

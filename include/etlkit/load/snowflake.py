@@ -287,6 +287,15 @@ def _create_landing(cur: Any, spec: TableLoad, schema: pa.Schema) -> None:
     cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(spec.landing_schema)}")
     landing = qualified(spec.landing_schema, spec.warehouse_table)
     cur.execute(f"CREATE TABLE IF NOT EXISTS {landing} ({', '.join(columns)})")
+    # Landing follows its objects: a column they gained (``additional_column``, say) is added.
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        (spec.landing_schema.upper(), spec.warehouse_table.upper()),
+    )
+    existing = {name.upper() for (name,) in cur.fetchall()}
+    for f in schema:
+        if f.name.upper() not in existing:
+            cur.execute(f"ALTER TABLE {landing} ADD COLUMN {quote(f.name)} {snowflake_type(f.type)}")
 
 
 def parquet_schema(bucket: str, key: str, aws_conn_id: str = "aws_default") -> pa.Schema:

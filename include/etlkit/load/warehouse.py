@@ -28,6 +28,10 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 LOAD_ID = "_load_id"
+# A landing-only column of JSON: what a source row holds beyond its table's columns (a retail file's
+# extra columns; a column added to a source after its models were written). Kept in ``landing``,
+# never merged into ``core``, so nothing the source sent is dropped on the way to the warehouse.
+ADDITIONAL_COLUMN = "additional_column"
 # landing.<LOAD_REGISTRY>: one row per (table, load id) loaded, which also serialises two loads of one
 # object (PostgreSQL; Snowflake's COPY load history keeps a file loaded once by itself).
 LOAD_REGISTRY = "_load"

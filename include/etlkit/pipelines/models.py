@@ -46,17 +46,25 @@ warehouse numbers on insert (a fact's serial id, checked unique after each load)
 ``foreign_keys`` (``{column: table.key}``) are checked after each load, and order the loads so a
 table is loaded after the tables its foreign keys name.
 
+A column added to a source table after its models were written reaches the warehouse's ``landing``
+table through ``additional_column``: every source input's frame has that column (JSON of the row's
+values of the columns ``etl.schema_change`` recorded as added and the SQL does not name, NULL when
+there are none), and a model whose SQL selects it (``SELECT ..., additional_column FROM address``)
+carries it into its processed objects and ``landing``, never into ``core`` (landing-only).
+
 Parsed strictly, at DAG-parse time: an error names the file and the model.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from include.etlkit.load.warehouse import TableLoad
+from include.etlkit.load.warehouse import ADDITIONAL_COLUMN, TableLoad
 from include.etlkit.paths import SQL_DIR
 
 ROW_MODES = frozenset({"all", "latest", "current", "model"})
@@ -114,11 +122,27 @@ class Model:
     @property
     def load(self) -> TableLoad:
         """How the load merges this model's table into the warehouse."""
-        return TableLoad(name=self.name, key=self.key, merge=self.merge, record_id=self.record_id)
+        return TableLoad(
+            name=self.name,
+            key=self.key,
+            merge=self.merge,
+            record_id=self.record_id,
+            landing_only=(ADDITIONAL_COLUMN,) if self.carries else (),
+        )
 
     @property
     def sql(self) -> str:
         return self.sql_path.read_text()
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """Every word of the model's SQL outside comments: the columns it can use (and keywords)."""
+        return frozenset(re.findall(r"\w+", re.sub(r"--[^\n]*", "", self.sql).lower()))
+
+    @property
+    def carries(self) -> bool:
+        """Whether the SQL passes ``additional_column`` on (to the processed objects and ``landing``)."""
+        return ADDITIONAL_COLUMN in self.names
 
     @property
     def source_tables(self) -> tuple[str, ...]:

@@ -8,6 +8,9 @@ needs is done here, once:
   older rows, a widened type is promoted, so additive schema drift never halts a model.
   ``latest``/``current`` inputs keep the latest version of each key (by the cursor, parsed when it
   is text; a later landing wins a tie).
+- **New source columns.** Each source input gets ``additional_column``
+  (:func:`with_additional`): the row's values of the columns added to the source after the model
+  was written, as JSON. A model whose SQL selects it carries them into ``landing``.
 - **Integrity.** The model's ``references`` are anti-joined before it runs: a missing parent fails
   the model with the values named, rather than loading NULLs or silently dropping rows.
 - **Types.** Each output column is converted to the Arrow type of the target table (``int32``,
@@ -37,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
 from include.etlkit.pipelines.models import ROW_HASH, Model, ModelInput
 
 BATCH_ROWS = 100_000  # rows per output batch (and Parquet row group): bounds the writer's memory
@@ -108,6 +112,31 @@ def input_frame(item: ModelInput, rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def empty_frame(schema: pa.Schema) -> pl.LazyFrame:
     return pl.from_arrow(schema.empty_table()).lazy()
+
+
+def with_additional(frame: pl.LazyFrame, extras: Sequence[str]) -> pl.LazyFrame:
+    """``frame`` with ``additional_column``: its ``extras`` columns as one JSON object per row.
+
+    ``extras`` are the columns added to the source table after its models were written (recorded in
+    ``etl.schema_change``) that the model does not use; those the frame lacks (dropped again, or
+    only in newer objects) are left out. NULL where none of them has a value, and always present,
+    so a model's SQL may select it whether or not its source has drifted yet.
+    """
+    present = [name for name in extras if name in frame.collect_schema()]
+    if not present:
+        return frame.with_columns(pl.lit(None, dtype=pl.String).alias(ADDITIONAL_COLUMN))
+    has_value = pl.any_horizontal(pl.col(name).is_not_null() for name in present)
+    document = pl.struct(present).struct.json_encode()
+    return frame.with_columns(pl.when(has_value).then(document).otherwise(None).alias(ADDITIONAL_COLUMN))
+
+
+def processed_schema(model: Model, targets: Targets) -> pa.Schema:
+    """The schema of the model's processed objects: its target table's, plus ``additional_column``
+    when the model carries it (landing-only: the warehouse's ``core`` table does not have it)."""
+    schema = targets.schemas[model.name]
+    if model.carries and ADDITIONAL_COLUMN not in schema.names:
+        schema = schema.append(pa.field(ADDITIONAL_COLUMN, pa.string(), nullable=True))
+    return schema
 
 
 # -- conversion to the target types -------------------------------------------------------------------
@@ -199,15 +228,30 @@ def check_references(model: Model, frames: Mapping[str, pl.LazyFrame]) -> None:
 
 
 def build(
-    model: Model, frames: Mapping[str, pl.LazyFrame], targets: Targets, *, distinct: bool = True
+    model: Model,
+    frames: Mapping[str, pl.LazyFrame],
+    targets: Targets,
+    *,
+    distinct: bool = True,
+    added: Mapping[str, Sequence[str]] | None = None,
 ) -> pl.LazyFrame:
-    """The model's rows, typed as its target table (without ``row_hash``), checked, lazily.
+    """The model's rows, typed as its processed schema (without ``row_hash``), checked, lazily.
 
     ``frames`` holds each input as the model sees it (see :func:`input_frame`). ``distinct=False``
     skips the de-duplication of versions when the caller knows its input holds each row once (one
     landed object per table): de-duplicating a first snapshot of millions of rows would hold them all.
+    ``added[table]``: the columns added to a source table since its models were written.
     """
     check_references(model, frames)
+    added = added or {}
+    frames = {
+        name: (
+            with_additional(frame, [c for c in added.get(name, ()) if c.lower() not in model.names])
+            if name in model.source_tables
+            else frame
+        )
+        for name, frame in frames.items()
+    }
     context = pl.SQLContext(
         frames={**{name: pl.from_arrow(seed).lazy() for name, seed in targets.seeds.items()}, **frames},
         eager=False,
@@ -219,7 +263,7 @@ def build(
         raise ModelError(f"{model.name}: its SQL ({model.sql_path.name}) fails on its inputs: {exc}") from exc
     if model.name in targets.checks:
         targets.checks[model.name](output)
-    rows = conform(model, output, targets.schemas[model.name])
+    rows = conform(model, output, processed_schema(model, targets))
     if model.merge == "versions" and distinct:
         rows = rows.unique(keep="first", maintain_order=True)
     return rows
@@ -251,10 +295,10 @@ def arrow_batches(
         if not frame.height:
             continue
         table = frame.to_arrow()
-        arrays = [table.column(f.name).cast(f.type) for f in schema if f.name != ROW_HASH]
-        if hashed:
-            arrays.append(row_hash(arrays))
-        yield from pa.Table.from_arrays(arrays, schema=schema).to_batches()
+        arrays = {f.name: table.column(f.name).cast(f.type) for f in schema if f.name != ROW_HASH}
+        if hashed:  # a version is its table's values: what the source added beyond them is not hashed
+            arrays[ROW_HASH] = row_hash([a for name, a in arrays.items() if name != ADDITIONAL_COLUMN])
+        yield from pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema).to_batches()
 
 
 def row_by_row(model: Model) -> bool:
@@ -268,7 +312,11 @@ def row_by_row(model: Model) -> bool:
 
 
 def batch_rows(
-    model: Model, paths: Sequence[Path], targets: Targets, batch_size: int = BATCH_ROWS
+    model: Model,
+    paths: Sequence[Path],
+    targets: Targets,
+    batch_size: int = BATCH_ROWS,
+    added: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """A row-by-row model over landed files, one input batch at a time, as target record batches.
 
@@ -278,7 +326,7 @@ def batch_rows(
     """
     (item,) = model.inputs
     schema = scan(paths).collect_schema()
-    target = targets.schemas[model.name]
+    target = processed_schema(model, targets)
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
             frame = pl.from_arrow(batch)
@@ -287,7 +335,7 @@ def batch_rows(
                 (pl.col(name) if name in frame.columns else pl.lit(None)).cast(dtype).alias(name)
                 for name, dtype in schema.items()
             )
-            rows = build(model, {item.name: aligned}, targets, distinct=False).collect()
+            rows = build(model, {item.name: aligned}, targets, distinct=False, added=added).collect()
             yield from arrow_batches(rows.lazy(), target, batch_size)
 
 

@@ -37,6 +37,7 @@ from airflow.sdk.exceptions import AirflowException
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
+from include.etlkit.control.schema_changes import SchemaRegistry
 from include.etlkit.pipelines.models import Model, ModelInput
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.transform.batch import affected
@@ -51,6 +52,7 @@ from include.etlkit.transform.engine import (
     empty_frame,
     input_frame,
     latest,
+    processed_schema,
     row_by_row,
     scan,
     write_parquet,
@@ -164,6 +166,7 @@ class _TransformRun:
         self.states: dict[str, tuple[StoredObject, int]] = {}
         self.failures: dict[str, str] = {}
         self.failed_tables: set[str] = set()  # their landed objects stay pending
+        self.added: dict[str, list[str]] = {}  # columns added to each source table (schema drift)
 
     def build_all(self) -> None:
         """Download what the plan reads, update the current states, then build each model in order."""
@@ -233,16 +236,19 @@ class _TransformRun:
         distinct = any(len(self.landed.get(t, [])) > 1 for t in model.source_tables)
         path = self.work / "processed" / f"{model.name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        schema = self.targets.schemas[model.name]
+        schema = processed_schema(model, self.targets)
+        added = {table: self._added(table) for table in model.source_tables} if model.carries else {}
         if row_by_row(model) and not distinct:
-            rows = write_parquet(
-                batch_rows(model, self.landed[model.inputs[0].name], self.targets, self.operator.batch_size),
-                schema,
-                path,
+            batches = batch_rows(
+                model, self.landed[model.inputs[0].name], self.targets, self.operator.batch_size, added
             )
+            rows = write_parquet(batches, schema, path)
         else:
             rows = write_parquet(
-                build(model, frames, self.targets, distinct=distinct), schema, path, self.operator.batch_size
+                build(model, frames, self.targets, distinct=distinct, added=added),
+                schema,
+                path,
+                self.operator.batch_size,
             )
         self.outputs[model.name] = path if rows else None
         if rows:
@@ -298,6 +304,12 @@ class _TransformRun:
         self.states[item.name] = (stored, rows)
         self.log.info("current state of %s: %d rows in %s", item.name, rows, stored.uri)
         return path
+
+    def _added(self, table: str) -> list[str]:
+        """The columns added to ``table`` in the source since it was first extracted (cached per run)."""
+        if table not in self.added:
+            self.added[table] = SchemaRegistry(self.ledger.store).added_columns(self.source, table)
+        return self.added[table]
 
     def _earlier(self, table: str) -> list[LedgerObject]:
         """The table's objects landed before this run's pending ones, oldest first."""

@@ -8,7 +8,8 @@ SELECT
     address.city AS counterparty_legal_city,
     address.postal_code AS counterparty_legal_postal_code,
     address.country AS counterparty_legal_country,
-    address.phone AS counterparty_legal_phone_number
+    address.phone AS counterparty_legal_phone_number,
+    counterparty.additional_column
 FROM counterparty
 LEFT JOIN address ON address.address_id = counterparty.legal_address_id
 ORDER BY counterparty.counterparty_id

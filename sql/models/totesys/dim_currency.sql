@@ -3,7 +3,8 @@
 SELECT
     currency.currency_id,
     currency.currency_code,
-    iso_currency.currency_name
+    iso_currency.currency_name,
+    currency.additional_column
 FROM currency
 LEFT JOIN iso_currency ON iso_currency.currency_code = currency.currency_code
 ORDER BY currency.currency_id

@@ -3,5 +3,6 @@ SELECT
     design_id,
     design_name,
     file_location,
-    file_name
+    file_name,
+    additional_column
 FROM design

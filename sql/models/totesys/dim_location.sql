@@ -7,5 +7,6 @@ SELECT
     city,
     postal_code,
     country,
-    phone
+    phone,
+    additional_column
 FROM address

@@ -5,7 +5,8 @@ SELECT
     staff.last_name,
     department.department_name,
     department.location,
-    staff.email_address
+    staff.email_address,
+    staff.additional_column
 FROM staff
 LEFT JOIN department ON department.department_id = staff.department_id
 ORDER BY staff.staff_id

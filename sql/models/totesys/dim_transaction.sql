@@ -3,5 +3,6 @@ SELECT
     transaction_id,
     transaction_type,
     sales_order_id,
-    purchase_order_id
+    purchase_order_id,
+    additional_column
 FROM "transaction"

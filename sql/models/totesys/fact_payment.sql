@@ -12,5 +12,6 @@ SELECT
     currency_id,
     payment_type_id,
     paid,
-    payment_date
+    payment_date,
+    additional_column
 FROM payment

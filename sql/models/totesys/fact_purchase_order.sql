@@ -13,5 +13,6 @@ SELECT
     currency_id,
     agreed_delivery_date,
     agreed_payment_date,
-    agreed_delivery_location_id
+    agreed_delivery_location_id,
+    additional_column
 FROM purchase_order

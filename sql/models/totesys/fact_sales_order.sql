@@ -14,5 +14,6 @@ SELECT
     design_id,
     agreed_payment_date,
     agreed_delivery_date,
-    agreed_delivery_location_id
+    agreed_delivery_location_id,
+    additional_column
 FROM sales_order
