@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.mwaa.package import CONSTRAINTS, MWAA_DAGS, build, repository_only_imports
+from infra.mwaa.package import CONSTRAINTS, MWAA_DAGS, build, download_wheels, repository_only_imports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -136,3 +136,94 @@ def test_the_check_finds_framework_code_that_imports_test_or_tooling_code(tmp_pa
         "include/labelled.py: infra.local",
         "include/labelled.py: tests.support.labelled",
     ]
+
+
+# -- MWAA in a private network: every wheel in plugins.zip, requirements installed offline -----------
+
+
+def _pin(name: str) -> str:
+    """The version requirements.txt or else the constraints pin ``name`` to."""
+    for path in (ROOT / "requirements.txt", ROOT / "infra" / "mwaa" / CONSTRAINTS):
+        for line in path.read_text().splitlines():
+            if line.lower().startswith(f"{name}=="):
+                return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{name} is pinned nowhere")
+
+
+# Three of the project's requirements: a binary wheel, a pure one with a dependency, and mysqlclient
+# (the MySQL provider's driver), which publishes no Linux wheel: its source is bundled with what its
+# build needs, and pip compiles it from the bundle.
+OFFLINE_REQUIREMENTS = ["rapidfuzz==3.14.6", "openpyxl", "mysqlclient"]
+
+
+@pytest.mark.slow
+def test_a_wheels_bundle_installs_with_no_index_from_plugins_alone(tmp_path):
+    """``make package PACKAGE_ARGS=--wheels``, shrunk to two requirements and this interpreter's
+    platform so that it can be installed here: pip, cut off from every index, installs them from the
+    unpacked plugins.zip alone."""
+    bundle = build(tmp_path / "dist", wheels=True, requirement_lines=OFFLINE_REQUIREMENTS, platforms=None)
+    first, second, third, *rest = (bundle / "requirements.txt").read_text().splitlines()
+    assert (first, second, third) == (
+        "--find-links /usr/local/airflow/plugins",
+        "--no-index",
+        f"--constraint {MWAA_DAGS}/{CONSTRAINTS}",
+    )
+    assert rest == OFFLINE_REQUIREMENTS
+    plugins = tmp_path / "plugins"
+    with zipfile.ZipFile(bundle / "plugins.zip") as archive:
+        archive.extractall(plugins)
+    wheels = sorted(p.name for p in plugins.glob("*.whl"))
+    assert any(w.startswith("rapidfuzz-") for w in wheels) and any(
+        w.startswith("et_xmlfile-") for w in wheels
+    )
+    assert [p.name for p in plugins.glob("mysqlclient-*")] == [f"mysqlclient-{_pin('mysqlclient')}.tar.gz"]
+    assert any(w.startswith("setuptools-") for w in wheels)  # to build it with no index
+    assert (plugins / "etl_control_plugin.py").is_file()  # the plugins stay beside the wheels
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(
+        (bundle / "requirements.txt")
+        .read_text()
+        .replace("/usr/local/airflow/plugins", str(plugins))
+        .replace(MWAA_DAGS, str(bundle / "dags"))
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    offline = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PIP_CONFIG_FILE": os.devnull,
+        # Belt and braces beside --no-index: any index or proxy pip might still try is a closed port.
+        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
+    result = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-r", str(requirements)],
+        env=offline,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    versions = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import rapidfuzz, openpyxl, MySQLdb; from importlib.metadata import version; "
+            "print(*(version(n) for n in ('rapidfuzz', 'openpyxl', 'mysqlclient')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert versions == [_pin("rapidfuzz"), _pin("openpyxl"), _pin("mysqlclient")]  # the pins, from the bundle
+
+
+@pytest.mark.slow
+def test_wheels_are_downloaded_for_mwaas_platform_not_this_machines(tmp_path):
+    wheels = download_wheels(["rapidfuzz"], ROOT / "infra" / "mwaa" / CONSTRAINTS, tmp_path)
+    (wheel,) = [w.name for w in wheels]
+    assert (
+        f"rapidfuzz-{_pin('rapidfuzz')}-cp312-cp312-" in wheel and "manylinux" in wheel and "x86_64" in wheel
+    )
