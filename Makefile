@@ -52,7 +52,7 @@ test: install  ## lint, then the whole test suite (tests start the services they
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 package: install  ## the MWAA bundle in dist/: dags/ (DAGs, include/, sql/, constraints), plugins.zip, requirements.txt, startup.sh
-	$(PY) -m infra.mwaa.package --out dist
+	$(PY) -m infra.mwaa.package --out dist $(PACKAGE_ARGS)
 
 # `terraform -chdir=infra/terraform output -json > .local/terraform-outputs.json` names the target;
 # MWAA_BUCKET / MWAA_ENV override it. Not run in CI (needs AWS credentials).
