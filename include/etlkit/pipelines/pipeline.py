@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,21 @@ from include.etlkit.windows import run_interval
 DROP_KINDS = ("s3_drop",)
 
 
+def asset_bucket(variable: str, default: str) -> str:
+    """The bucket an Asset URI names, known while a DAG file is parsed without a Variable lookup.
+
+    A Variable (``ingestion_bucket``) is read when a task runs, from the secrets backend on MWAA; a
+    DAG file must not call it. So the Asset takes the bucket from Airflow's configuration,
+    ``[etlkit] <variable>`` (on MWAA an ``airflow_configuration_options`` entry Terraform sets
+    beside the Variable), else from the environment's ``AIRFLOW_VAR_<VARIABLE>`` (local runs,
+    Docker, tests), else ``default``.
+    """
+    from airflow.sdk.configuration import conf
+
+    found = conf.get("etlkit", variable, fallback=None) or os.environ.get(f"AIRFLOW_VAR_{variable.upper()}")
+    return found or default
+
+
 class Pipeline:
     """The tasks of one declared source's DAGs (see the module docstring for the DAGs they make)."""
 
@@ -62,11 +78,17 @@ class Pipeline:
             if config.reconcile_schedule
             else None
         )
+        # The URIs name the real buckets, so OpenLineage (the announce task's outlet) and the Asset
+        # pages point at the data; the names are what the DAGs schedule on.
         self.landed = Asset(
-            name=f"{self.source}_landed", uri=f"s3://ingestion/{self.source}", group=self.source
+            name=f"{self.source}_landed",
+            uri=f"s3://{asset_bucket('ingestion_bucket', 'ingestion')}/{self.source}",
+            group=self.source,
         )
         self.processed = Asset(
-            name=f"{self.source}_processed", uri=f"s3://processed/{self.source}", group=self.source
+            name=f"{self.source}_processed",
+            uri=f"s3://{asset_bucket('processed_bucket', 'processed')}/{self.source}",
+            group=self.source,
         )
         self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
         # The load's SQL is per dialect (sql/<dialect>/), read when its tasks run: no searchpath.
