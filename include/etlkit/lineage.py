@@ -241,9 +241,12 @@ def http_scheme(conn_schema: str | None) -> str:
 
 def sql_tables(sql: str, dialect: str, default_schema: str | None = None) -> tuple[list[str], list[str]]:
     """``(read, written)`` tables of a script as ``schema.table``, from OpenLineage's SQL parser."""
+    from airflow.providers.openlineage.sqlparser import SQLParser
     from openlineage_sql import parse
 
-    meta = parse([sql], dialect=dialect, default_schema=default_schema)
+    # Statement by statement (the parser reads nothing from one long string); a statement it cannot
+    # read (COMMENT ON ... with adjacent literals, say) is skipped, the others still count.
+    meta = parse(SQLParser.split_sql_string(sql), dialect=dialect, default_schema=default_schema)
     if meta is None:
         return [], []
 
