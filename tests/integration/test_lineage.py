@@ -149,8 +149,12 @@ def test_totesys_extract_reports_the_source_table_and_its_landed_objects_with_th
         assert landed["outputFacets"]["outputStatistics"]["fileCount"] == 1
         # The START event already names the source table (before a row is read).
         assert [d["name"] for d in totesys.start[job]["inputs"]] == [f"{source_db}.public.{table}"]
-    announce = totesys.outputs("totesys_ingest.announce_landed")
-    assert (ingestion, "totesys") in announce  # the Asset URI names the real bucket
+    # What the announcement (the totesys_landed Asset event) brings, in the bucket in force.
+    announce = "totesys_ingest.announce_landed"
+    pending = totesys.inputs(announce)[(ingestion, "totesys")]["inputFacets"]["inputStatistics"]
+    assert pending["rowCount"] == _scalar(WAREHOUSE_DB, "SELECT sum(rows) FROM etl.landed_object "
+                                          "WHERE source = 'totesys'")
+    assert list(totesys.outputs(announce)) == [(ingestion, "totesys/_manifests")]
 
 
 def test_totesys_transform_and_load_carry_the_rows_from_landed_objects_to_the_warehouse(totesys):

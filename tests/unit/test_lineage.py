@@ -90,16 +90,19 @@ def test_the_provider_uses_the_operators_own_facet_methods():
     assert extractor.extract_on_complete(None).outputs == []  # nothing ran, nothing reported
 
 
-def test_the_asset_uris_name_the_buckets_in_force(monkeypatch):
+def test_the_asset_uris_name_the_buckets_the_configuration_names(monkeypatch):
     from include.etlkit.pipelines.config import load_pipeline
     from include.etlkit.pipelines.pipeline import Pipeline
 
     monkeypatch.setenv("AIRFLOW__ETLKIT__INGESTION_BUCKET", "acme-etl-ingestion")
-    monkeypatch.setenv("AIRFLOW_VAR_PROCESSED_BUCKET", "acme-etl-processed")
+    monkeypatch.setenv("AIRFLOW__ETLKIT__PROCESSED_BUCKET", "acme-etl-processed")
+    monkeypatch.setenv("AIRFLOW_VAR_INGESTION_BUCKET", "one-run-only")  # a Variable does not move it
     totesys = Pipeline(load_pipeline("totesys"))
     assert totesys.landed.uri == "s3://acme-etl-ingestion/totesys"
     assert totesys.processed.uri == "s3://acme-etl-processed/totesys"
     assert (totesys.landed.name, totesys.processed.name) == ("totesys_landed", "totesys_processed")
+    monkeypatch.delenv("AIRFLOW__ETLKIT__INGESTION_BUCKET")
+    assert Pipeline(load_pipeline("totesys")).landed.uri == "s3://ingestion/totesys"
 
 
 def test_the_demo_writes_lineage_to_a_local_file_unless_a_transport_is_configured(monkeypatch):
