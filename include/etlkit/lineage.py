@@ -24,6 +24,7 @@ OpenLineage classes are imported only then (the provider does nothing unless a t
 
 from __future__ import annotations
 
+import logging
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from include.etlkit.storage import StoredObject
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,11 @@ class ReportsLineage:
         """:func:`table_dataset`, the connection looked up once per task try, not per table."""
         locations = self.__dict__.setdefault("_lineage_locations", {})
         if conn_id not in locations:
-            locations[conn_id] = database_location(conn_id)
+            try:
+                locations[conn_id] = database_location(conn_id)
+            except Exception as exc:  # lineage must never fail the data's own work
+                log.warning("lineage names connection %r by its id: %s", conn_id, exc)
+                locations[conn_id] = DatabaseLocation(f"airflow-connection://{conn_id}", "unknown", None)
         return locations[conn_id].table(schema, table)
 
     def get_openlineage_facets_on_start(self) -> Any:
