@@ -8,6 +8,7 @@ real task runner with the audit gate and the task-log listener, against the loca
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -126,6 +127,46 @@ def _known_dags() -> set[str]:
 
     return {dag_id for dag_id, _ in dag_tasks()}
 
+# OpenLineage events of the demo's runs, when no transport is configured (README "Lineage").
+LINEAGE_FILE = settings.STATE_DIR / "lineage" / "events.jsonl"
+LINEAGE_SETTINGS = (
+    "AIRFLOW__OPENLINEAGE__TRANSPORT",
+    "AIRFLOW__OPENLINEAGE__CONFIG_PATH",
+    "AIRFLOW__OPENLINEAGE__DISABLED",
+    "OPENLINEAGE_URL",
+    "OPENLINEAGE_CONFIG",
+)
+
+
+def _dag_environment() -> dict[str, str]:
+    """The DAG runs' environment: OpenLineage's file transport into :data:`LINEAGE_FILE`, unless the
+    caller configured lineage already (say ``AIRFLOW__OPENLINEAGE__TRANSPORT`` pointing at Marquez)."""
+    env = dict(os.environ)
+    if not any(env.get(name) for name in LINEAGE_SETTINGS):
+        LINEAGE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        transport = {"type": "file", "log_file_path": str(LINEAGE_FILE), "append": True}
+        env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
+    env.setdefault("AIRFLOW__OPENLINEAGE__NAMESPACE", "etlkit-local")
+    return env
+
+
+def _lineage_summary() -> None:
+    """Where the events went; for the local file, how many and the datasets they name."""
+    if os.environ.get("AIRFLOW__OPENLINEAGE__DISABLED", "").lower() in ("true", "1"):
+        print("  OpenLineage is disabled (AIRFLOW__OPENLINEAGE__DISABLED)")
+        return
+    if any(os.environ.get(name) for name in LINEAGE_SETTINGS):
+        print("  sent where your OpenLineage settings say (AIRFLOW__OPENLINEAGE__TRANSPORT and the like)")
+        return
+    events = [json.loads(line) for line in LINEAGE_FILE.read_text().splitlines() if line.strip()]
+    datasets: dict[str, set[str]] = {}
+    for event in events:
+        for dataset in [*event.get("inputs", []), *event.get("outputs", [])]:
+            datasets.setdefault(dataset["namespace"], set()).add(dataset["name"])
+    print(f"  {len(events)} events (file transport) in {LINEAGE_FILE}")
+    for namespace, names in sorted(datasets.items()):
+        print(f"    {namespace:<36} {len(names):>4} datasets, e.g. {sorted(names)[0]}")
+
 
 def _run_dag(dag_id: str) -> None:
     print(f"\n=== airflow dags test {dag_id}", flush=True)
@@ -136,7 +177,7 @@ def _run_dag(dag_id: str) -> None:
             [sys.executable, "-m", "airflow", "dags", "test", dag_id],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=os.environ,
+            env=_dag_environment(),
         )
     failed = _failed_tasks(dag_id)
     if result.returncode != 0 or failed:
@@ -244,11 +285,13 @@ def main() -> int:
     _print_section(s3_title, _bucket_counts)
     _print_section("retail: files and marts", _retail_summary)
     _print_section("etl.task_log (python -m include.etlkit.control log)", _task_log_summary)
+    _print_section("lineage (OpenLineage events of every task: README, Lineage)", _lineage_summary)
     print(
         "\nWhere to look next:\n"
         f"  Airflow UI:        make airflow ARGS=standalone   then http://127.0.0.1:{settings.UI_PORT}\n"
         "  audit switches:    make control ARGS=list\n"
         "  recent task log:   make control ARGS=log\n"
+        f"  lineage events:    {LINEAGE_FILE} (or Marquez: README, Lineage)\n"
         f"  service logs:      {settings.STATE_DIR / 'logs'}"
     )
     return 0

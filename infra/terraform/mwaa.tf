@@ -83,6 +83,9 @@ resource "aws_mwaa_environment" "etl" {
     "secrets.backend"        = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
     "secrets.backend_kwargs" = jsonencode(local.secrets_backend_kwargs)
     "core.load_examples"     = "False"
+    # Read while DAG files are parsed (no Variable lookup then): the buckets the Asset URIs name.
+    "etlkit.ingestion_bucket" = aws_s3_bucket.etl["ingestion"].bucket
+    "etlkit.processed_bucket" = aws_s3_bucket.etl["processed"].bucket
   }
 
   webserver_access_mode           = var.webserver_access_mode

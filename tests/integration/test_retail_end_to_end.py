@@ -19,9 +19,11 @@ import json
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -78,6 +80,12 @@ def _clear_ftp_dir(remote_dir: str) -> None:
 @pytest.fixture(scope="module")
 def pipeline(airflow_db, local_services, control_plane):
     """Fresh sources, warehouse schemas, ledger and buckets; every retail task enabled; files delivered."""
+    yield from fresh_pipeline(control_plane)
+
+
+def fresh_pipeline(control_plane) -> Iterator[tuple[dict, Any]]:
+    """:func:`pipeline`'s work, for other modules' fixtures (the lineage test runs it too): yields
+    the retail DAGs by id after one run of all of them, and the deliveries."""
     with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
         conn.execute("CREATE SCHEMA core; CREATE SCHEMA landing; CREATE SCHEMA mart")

@@ -9,6 +9,7 @@ reconciliation. Every core table is reconciled with the source independently of 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +47,12 @@ def _scalar(database: str, sql: str, params: tuple = ()):
 @pytest.fixture(scope="module")
 def pipeline(airflow_db, local_services, control_plane):
     """A fresh source and warehouse, buckets of our own, and every totesys task enabled."""
+    yield from fresh_pipeline(control_plane)
+
+
+def fresh_pipeline(control_plane) -> Iterator[dict]:
+    """:func:`pipeline`'s work, for other modules' fixtures (the lineage test runs it too): yields
+    the totesys DAGs by id, retries off."""
     with psycopg.connect(dsn("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{SOURCE_DB}" WITH (FORCE)')
     seed("2024-11-15", dsn(SOURCE_DB))

@@ -19,6 +19,7 @@ from airflow.sdk import BaseOperator
 
 from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.extract.landing import Landing
+from include.etlkit.lineage import DatasetRef, ReportsLineage
 from include.etlkit.run_params import refresh_from
 from include.etlkit.windows import (
     DEFAULT_OVERLAP,
@@ -39,8 +40,10 @@ class TableSpec:
     schema: str = "public"
 
 
-class TableExtractOperator(BaseOperator):
+class TableExtractOperator(ReportsLineage, BaseOperator):
     """Base of the table extracts: land the rows of one table that changed in the run's window.
+
+    Lineage: the source table in, its landed objects out, with the rows of each.
 
     :param table: the table to land (a :class:`TableSpec`, or its ``dict`` form when mapped).
     :param source: the source name: the first part of every landed key and of the ledger's records.
@@ -77,6 +80,14 @@ class TableExtractOperator(BaseOperator):
             return self.table
         return TableSpec(**{"cursor": self.default_cursor, **self.table})
 
+    def lineage_inputs(self) -> list[DatasetRef]:
+        return [self.source_table()]
+
+    def source_table(self) -> DatasetRef:
+        """The source table as an OpenLineage dataset (the connection's host, port and database)."""
+        spec = self.spec
+        return self.lineage_table(self.conn_id, spec.schema, spec.name)
+
     def window(self, context: Any) -> ExtractWindow:
         spec = self.spec
         window = incremental_window(
@@ -103,6 +114,7 @@ class TableExtractOperator(BaseOperator):
             run_id=context["run_id"],
             log=self.log,
             aws_conn_id=self.aws_conn_id,
+            lineage=self.lineage,
         )
 
     def land_parquet(
@@ -129,6 +141,8 @@ class TableExtractOperator(BaseOperator):
             version_columns=version_columns,
         )
         landing.report(context, rows_in=rows, rows_out=rows)
+        if mode != "reconcile":  # a reconciliation reports the whole table it compared
+            self.lineage.read(self.source_table(), rows=rows)
         return {
             "table": self.spec.name,
             "rows": rows,

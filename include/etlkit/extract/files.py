@@ -41,6 +41,7 @@ from include.etlkit.control.source_files import (
     Version,
 )
 from include.etlkit.extract.landing import Landing
+from include.etlkit.lineage import DatasetRef, RunLineage
 from include.etlkit.windows import ExtractWindow
 
 # Files whose landed row count is their line count (minus a header line for the delimited ones).
@@ -169,6 +170,8 @@ class FileDropRun:
         window: ExtractWindow,
         log: logging.Logger | Any,
         files: SourceFileLedger | None = None,
+        lineage: RunLineage | None = None,
+        origin: DatasetRef | None = None,
     ) -> None:
         self.source = source
         self.name = name
@@ -187,7 +190,11 @@ class FileDropRun:
             log=log,
             aws_conn_id=aws_conn_id,
             ledger=Ledger(self.files.store),
+            lineage=lineage,
         )
+        # The operator's lineage: each landed file is read from ``origin`` (the remote directory).
+        self.lineage = lineage
+        self.origin = origin
         self.summary: dict[str, list[Any]] = {
             LANDED: [],
             SKIPPED_IN_PROGRESS: [],
@@ -231,6 +238,8 @@ class FileDropRun:
             detail=f"from {remote.path}, {download.size} bytes",
         )
         assert stored is not None  # a file with a local copy is always stored
+        if self.lineage is not None and self.origin is not None:
+            self.lineage.read(self.origin, rows=rows, files=1, size=download.size)
         landed = {
             "path": remote.path,
             "key": stored.key,

@@ -40,6 +40,7 @@ from include.etlkit.extract.files import (
     RemoteFile,
     unsettled,
 )
+from include.etlkit.lineage import DatasetRef, ReportsLineage, remote_dataset
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def to_utc(server_time: datetime, zone: ZoneInfo) -> datetime:
     return server_time.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
 
 
-class FtpFileExtractOperator(BaseOperator):
+class FtpFileExtractOperator(ReportsLineage, BaseOperator):
     """Land every settled file of an FTP directory matching ``pattern`` that is not landed yet.
 
     :param ftp_conn_id: the Airflow FTP connection (passive mode unless its extra says otherwise).
@@ -86,6 +87,7 @@ class FtpFileExtractOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("bucket", "remote_dir", "pattern")
+    scheme = "ftp"  # of the remote directory's OpenLineage namespace (``sftp`` for SFTP)
     ui_color = "#e8f0d8"
 
     def __init__(
@@ -132,6 +134,8 @@ class FtpFileExtractOperator(BaseOperator):
             run_id=context["run_id"],
             window=ExtractWindow(None, source_clock(run_interval(context)[1])),
             log=self.log,
+            lineage=self.lineage,
+            origin=self.remote_directory(),
         )
         hook = self.get_hook()
         try:
@@ -171,6 +175,13 @@ class FtpFileExtractOperator(BaseOperator):
         finally:
             self._close(hook)
         return run.finish(context, len(seen), self.remote_dir, FtpExtractError)
+
+    def lineage_inputs(self) -> list[DatasetRef]:
+        return [self.remote_directory()]
+
+    def remote_directory(self) -> DatasetRef:
+        """The remote directory as an OpenLineage dataset (``ftp://host:port`` + the directory)."""
+        return remote_dataset(self.ftp_conn_id, "ftps" if self.secure else self.scheme, self.remote_dir)
 
     def get_hook(self) -> FTPHook:
         from airflow.providers.ftp.hooks.ftp import FTPHook, FTPSHook

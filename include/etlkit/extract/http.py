@@ -38,6 +38,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.etlkit.extract.landing import Landing
+from include.etlkit.lineage import DatasetRef, ReportsLineage, http_scheme, remote_dataset
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -332,7 +333,7 @@ class _Spool:
     digest: Any = field(default_factory=hashlib.sha256)
 
 
-class HttpApiExtractOperator(BaseOperator):
+class HttpApiExtractOperator(ReportsLineage, BaseOperator):
     """Land every record an API lists for the run's data interval, as one NDJSON file.
 
     :param http_conn_id: HTTP connection: base URL and credentials (``auth_type`` ``bearer`` in the
@@ -395,6 +396,16 @@ class HttpApiExtractOperator(BaseOperator):
         self.max_backoff = max_backoff
         self.max_pages = max_pages
 
+    def lineage_inputs(self) -> list[DatasetRef]:
+        return [self.listing()]
+
+    def listing(self) -> DatasetRef:
+        """The API listing as an OpenLineage dataset: the connection's base URL and the endpoint."""
+        from airflow.sdk import BaseHook
+
+        scheme = http_scheme(BaseHook.get_connection(self.http_conn_id).schema)
+        return remote_dataset(self.http_conn_id, scheme, self.endpoint)
+
     # -- execute ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -423,6 +434,7 @@ class HttpApiExtractOperator(BaseOperator):
                 run_id=context["run_id"],
                 log=self.log,
                 aws_conn_id=self.aws_conn_id,
+                lineage=self.lineage,
             )
             stored = landing.land(
                 spool.path if spool.rows else None,
@@ -434,6 +446,7 @@ class HttpApiExtractOperator(BaseOperator):
                 detail=f"{spool.pages} pages",
             )
         landing.report(context, rows_in=spool.rows, rows_out=spool.rows)
+        self.lineage.read(self.listing(), rows=spool.rows)
         return {
             "rows": spool.rows,
             "pages": spool.pages,

@@ -29,6 +29,7 @@ import pyarrow as pa
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
+from include.etlkit.lineage import RunLineage
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.windows import ExtractWindow
 
@@ -42,6 +43,8 @@ class Landing:
     :param window: the run's window; its ``upper`` dates the keys and is the state it advances to.
     :param run_id: the Airflow run the ledger records.
     :param log: the operator's logger, so every line appears in the task's log.
+    :param lineage: the operator's :class:`~include.etlkit.lineage.RunLineage`: each landed object is
+        an output of the task (its table's dataset in the bucket, with rows, files and bytes).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class Landing:
         log: logging.Logger | Any,
         aws_conn_id: str = "aws_default",
         ledger: Ledger | None = None,
+        lineage: RunLineage | None = None,
     ) -> None:
         self.source = source
         self.name = name
@@ -64,6 +68,7 @@ class Landing:
         self.log = log
         self.objects = ImmutableStore(aws_conn_id)
         self.ledger = ledger or Ledger()
+        self.lineage = lineage
 
     @property
     def prefix(self) -> str:
@@ -139,6 +144,8 @@ class Landing:
             source_file=source_file,
             forget_versions=forget_versions,
         )
+        if stored is not None and self.lineage is not None:
+            self.lineage.wrote_object(stored, rows=rows)
         return stored
 
     @staticmethod

@@ -42,6 +42,7 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
         landed = ledger.row_hashes(self.source, spec.name)
         current = self._current_hashes()
         changed = sorted(key for key, row_hash in current.items() if landed.get(key) != row_hash)
+        self.lineage.read(self.source_table(), rows=len(current))
         self.log.info(
             "%s.%s: %d rows in the source, %d differ from what was landed",
             self.source,

@@ -61,6 +61,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             seen += batch.num_rows
         changed.sort()
         deleted = sorted(landed.keys() - present)
+        self.lineage.read(self.source_table(), rows=seen)
         self.log.info(
             "%s.%s: %d rows in the source, %d differ from what was landed, %d were deleted",
             self.source,
@@ -100,6 +101,7 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             run_id=context["run_id"],
             log=self.log,
             aws_conn_id=self.aws_conn_id,
+            lineage=self.lineage,
         )
         with tempfile.TemporaryDirectory(prefix=f"deleted-{spec.name}-") as tmp:
             local = Path(tmp) / "deleted.parquet"

@@ -46,6 +46,7 @@ from include.etlkit.extract.files import (
     RemoteFile,
     unsettled,
 )
+from include.etlkit.lineage import DatasetRef, ReportsLineage, s3_dataset
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 DEFAULT_PATTERNS = ("*.csv", "*.xlsx", "*.json", "*.ndjson", "*.jsonl", "*.txt")
@@ -127,7 +128,7 @@ def client_error_code(exc: Exception) -> str:
     return str(code or type(exc).__name__)
 
 
-class S3DropExtractOperator(BaseOperator):
+class S3DropExtractOperator(ReportsLineage, BaseOperator):
     """Land every settled object of an S3 drop prefix matching ``patterns`` that is not landed yet.
 
     :param source: the source name: the first part of every landed key and of the ledger's records.
@@ -190,6 +191,8 @@ class S3DropExtractOperator(BaseOperator):
             run_id=context["run_id"],
             window=ExtractWindow(None, source_clock(run_interval(context)[1])),
             log=self.log,
+            lineage=self.lineage,
+            origin=s3_dataset(drop_bucket, prefix),
         )
         client = self.get_client()
         seen = self._list(client, drop_bucket, prefix)
@@ -217,6 +220,9 @@ class S3DropExtractOperator(BaseOperator):
                 finally:
                     local.unlink(missing_ok=True)
         return run.finish(context, len(seen), where, S3DropError)
+
+    def lineage_inputs(self) -> list[DatasetRef]:
+        return [s3_dataset(self.drop_bucket or self.bucket, normalise_prefix(self.drop_prefix))]
 
     def get_client(self) -> Any:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook

@@ -38,6 +38,7 @@ class SftpFileExtractOperator(FtpFileExtractOperator):
     """
 
     ui_color = "#dcecd8"
+    scheme = "sftp"
 
     def get_hook(self) -> Any:
         from airflow.providers.sftp.hooks.sftp import SFTPHook

@@ -46,6 +46,7 @@ from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.files.status import FileStatusStore
 from include.etlkit.files.validate import REJECTED, ValidationResult, validate
+from include.etlkit.lineage import ReportsLineage, s3_dataset
 from include.etlkit.storage import ImmutableObjectConflict, ImmutableStore, StoredObject
 
 QUARANTINE_PREFIX = "quarantine"
@@ -114,8 +115,11 @@ def landed_name(landed_key: str) -> tuple[str, str]:
     return CONTENT_SUFFIX.sub("", path.stem), path.suffix
 
 
-class ValidateLandedFilesOperator(BaseOperator):
+class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
     """Validate the source's pending landed files of the given datasets against their schemas.
+
+    Lineage: each dataset's landed files in (rows read); its valid rows in the processed bucket, its
+    quarantined rows and its rejected files in the ingestion bucket out.
 
     :param source: the source name (the first part of the landed keys, the ledger's ``source``).
     :param datasets: dataset name (the landed objects' ``table_name``) -> its :class:`FileSchema`,
@@ -167,6 +171,7 @@ class ValidateLandedFilesOperator(BaseOperator):
                 try:
                     outcome = self._process(store, source_files, landed, local, run_id)
                     self._record(statuses, ledger, outcome, run_id)
+                    self._trace(outcome)
                 except Exception as exc:  # one file's trouble must not lose the others
                     self.log.exception("could not process s3://%s/%s", landed.bucket, landed.key)
                     summary["failed"].append({"key": landed.key, "reason": f"{type(exc).__name__}: {exc}"})
@@ -253,6 +258,17 @@ class ValidateLandedFilesOperator(BaseOperator):
             processed=processed,
             quarantine=quarantine,
         )
+
+    def _trace(self, outcome: FileOutcome) -> None:
+        """The file's datasets and rows for the task's OpenLineage events."""
+        landed, lineage = outcome.landed, self.lineage
+        lineage.read_object(landed.bucket, landed.key, rows=outcome.rows_read)
+        if outcome.processed:
+            lineage.wrote_object(outcome.processed, rows=outcome.rows_loaded)
+        for prefix, stored in ((QUARANTINE_PREFIX, outcome.quarantine), (ERROR_PREFIX, outcome.error)):
+            if stored is not None:
+                where = s3_dataset(stored.bucket, f"{prefix}/{self.source}/{outcome.dataset}")
+                lineage.wrote(where, rows=outcome.rows_rejected, files=1, size=stored.size)
 
     @staticmethod
     def _create_parquet(

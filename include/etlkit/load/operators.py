@@ -19,14 +19,18 @@ from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, deletions_of
 from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
-from include.etlkit.load.warehouse import TableLoad, warehouse_for
+from include.etlkit.lineage import ReportsLineage, sql_tables
+from include.etlkit.load.warehouse import TableLoad, Warehouse, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.redaction import redact
 from include.etlkit.storage import ImmutableStore
 
 
-class LoadProcessedOperator(BaseOperator):
+class LoadProcessedOperator(ReportsLineage, BaseOperator):
     """Load a source's pending processed objects into the warehouse, in ``tables`` order.
+
+    Lineage: the processed tables in (rows); the warehouse's ``landing`` tables (rows copied) and
+    ``core`` tables (rows merged) out.
 
     Dimensions come first so the facts' foreign keys resolve. Each object is marked loaded right after
     the warehouse has merged it (in the ledger, and in ``etl.file_status`` when it holds the valid
@@ -90,6 +94,7 @@ class LoadProcessedOperator(BaseOperator):
                 ledger.mark_loaded([obj], context["run_id"])
                 files.mark_loaded([obj.key], context["run_id"])  # validated files: now 'loaded'
                 rows_in += rows
+                self._trace(warehouse, spec, obj.bucket, obj.key, rows, changed)
                 merged[spec.name] = merged.get(spec.name, 0) + changed
                 self.log.info(
                     "%s: %d rows from s3://%s/%s, %d merged into core",
@@ -105,6 +110,7 @@ class LoadProcessedOperator(BaseOperator):
                 gone = pq.read_table(io.BytesIO(ImmutableStore().get_bytes(obj.bucket, obj.key)))
                 changed = warehouse.apply_deletions(spec, gone)
                 ledger.mark_loaded([obj], context["run_id"])
+                self._trace(warehouse, spec, obj.bucket, obj.key, obj.rows, changed, landed=False)
                 merged[spec.name] = merged.get(spec.name, 0) + changed
                 self.log.info(
                     "%s: %d row(s) deleted in the source, %d marked in core", spec.name, obj.rows, changed
@@ -116,9 +122,30 @@ class LoadProcessedOperator(BaseOperator):
             self.log.warning("%d object(s) rejected by the warehouse: %s", len(refused), refused)
         return merged
 
+    def _trace(
+        self,
+        warehouse: Warehouse,
+        spec: TableLoad,
+        bucket: str,
+        key: str,
+        rows: int,
+        changed: int,
+        *,
+        landed: bool = True,
+    ) -> None:
+        """One loaded object for the task's OpenLineage events: read ``rows``; copied into
+        ``landing`` (unless tombstones, which only mark ``core``), ``changed`` rows merged into ``core``."""
+        self.lineage.read_object(bucket, key, rows=rows)
+        table = spec.warehouse_table
+        if landed:
+            self.lineage.wrote(self.lineage_table(warehouse.conn_id, spec.landing_schema, table), rows=rows)
+        self.lineage.wrote(self.lineage_table(warehouse.conn_id, spec.core_schema, table), rows=changed)
 
-class WarehouseScriptOperator(BaseOperator):
+class WarehouseScriptOperator(ReportsLineage, BaseOperator):
     """Run ``sql/<dialect>/<script>`` (DDL, marts, dim_date...) on the warehouse chosen at run time.
+
+    Lineage: the tables its scripts read and the tables and views they write, as OpenLineage's SQL
+    parser finds them (the marts: ``core`` tables in, ``mart`` views out).
 
     ``SQLExecuteQueryOperator`` takes its SQL from the DAG's ``template_searchpath``, one folder
     fixed when the DAG is parsed; the dialect is only known once the connection is, so this
@@ -142,4 +169,19 @@ class WarehouseScriptOperator(BaseOperator):
         for script in self.scripts:
             path = SQL_DIR / warehouse.dialect / script
             self.log.info("running %s on connection %r", path.relative_to(SQL_DIR), warehouse.conn_id)
-            warehouse.run_script(path.read_text())
+            script_sql = path.read_text()
+            warehouse.run_script(script_sql)
+            self._trace(warehouse, script_sql)
+
+    def _trace(self, warehouse: Warehouse, script_sql: str) -> None:
+        """The script's tables for the task's OpenLineage events (a script the parser cannot read
+        only goes without lineage)."""
+        try:
+            read, written = sql_tables(script_sql, warehouse.dialect)
+        except Exception as exc:
+            self.log.warning("no lineage for this script: the SQL parser failed (%s)", exc)
+            return
+        for names, record in ((read, self.lineage.read), (written, self.lineage.wrote)):
+            for name in names:
+                schema, _, table = name.rpartition(".")
+                record(self.lineage_table(warehouse.conn_id, schema or None, table))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,12 +31,13 @@ from airflow.providers.common.sql.operators.sql import (
     SQLColumnCheckOperator,
     SQLTableCheckOperator,
 )
-from airflow.sdk import Asset, BaseOperator, TaskGroup, Variable, task
+from airflow.sdk import Asset, BaseOperator, TaskGroup
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
+from include.etlkit.lineage import ReportsLineage, s3_dataset
 from include.etlkit.load.operators import WarehouseScriptOperator
 from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
@@ -46,6 +48,21 @@ from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import run_interval
 
 DROP_KINDS = ("s3_drop",)
+
+
+def asset_bucket(variable: str, default: str) -> str:
+    """The bucket an Asset URI names: ``[etlkit] <variable>`` of Airflow's configuration, else ``default``.
+
+    The bucket Variables are read when tasks run (from Secrets Manager on MWAA), never while a DAG
+    file is parsed, so the Asset takes its bucket from configuration, which Terraform sets on MWAA
+    beside the Variable (``airflow_configuration_options``). Without it the URI keeps the logical
+    name: Airflow 3 deactivates an Asset whose name moves to another URI until every DAG using it
+    is parsed again, so the URI must not follow a Variable that a test module or a person changes
+    for one run; the tasks' OpenLineage events name the buckets in force in any case.
+    """
+    from airflow.sdk.configuration import conf
+
+    return conf.get("etlkit", variable, fallback=None) or default
 
 
 class Pipeline:
@@ -62,11 +79,16 @@ class Pipeline:
             if config.reconcile_schedule
             else None
         )
+        # On MWAA the URIs name the real buckets (see asset_bucket); the names are what DAGs schedule on.
         self.landed = Asset(
-            name=f"{self.source}_landed", uri=f"s3://ingestion/{self.source}", group=self.source
+            name=f"{self.source}_landed",
+            uri=f"s3://{asset_bucket('ingestion_bucket', 'ingestion')}/{self.source}",
+            group=self.source,
         )
         self.processed = Asset(
-            name=f"{self.source}_processed", uri=f"s3://processed/{self.source}", group=self.source
+            name=f"{self.source}_processed",
+            uri=f"s3://{asset_bucket('processed_bucket', 'processed')}/{self.source}",
+            group=self.source,
         )
         self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
         # The load's SQL is per dialect (sql/<dialect>/), read when its tasks run: no searchpath.
@@ -109,44 +131,21 @@ class Pipeline:
         """One reconciliation task per feed that declares ``reconcile: true``."""
         return [factory.reconcile(self.config, feed) for feed in self.config.reconciled_feeds]
 
-    def announce_landed(self) -> Any:
+    def announce_landed(self) -> BaseOperator:
         """Write the run's manifest and publish ``<source>_landed`` when anything waits for the transform.
 
         ``all_done``: one feed failing (an API down, say) must not hold back what the others landed;
         the failed extract still fails the run and alerts. With nothing waiting the task skips, and a
         skipped task publishes no Asset event.
         """
-        source, landed = self.source, self.landed
-
-        @task(task_id="announce_landed", outlets=[landed], trigger_rule="all_done")
-        def announce_landed(**context: Any) -> str:
-            pending = Ledger().pending_landed(source)
-            if not pending:
-                raise AirflowSkipException(f"nothing of {source} waits for {source}_transform")
-            upstream = sorted(context["task"].upstream_task_ids)
-            results = context["ti"].xcom_pull(task_ids=upstream) if upstream else []
-            start, end = run_interval(context)
-            manifest = {
-                "source": source,
-                "run_id": context["run_id"],
-                "data_interval_start": start.isoformat() if start else None,
-                "data_interval_end": end.isoformat(),
-                "landed": [result for result in results or () if result],
-                "pending": len(pending),
-            }
-            body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-            prefix = f"{source}/_manifests/{end:%Y/%m/%d}"
-            stored = ImmutableStore().create_bytes(
-                Variable.get("ingestion_bucket"), prefix, "manifest", body, ".json"
-            )
-            print(f"{len(pending)} landed object(s) of {source} wait for {source}_transform; {stored.uri}")
-            # What the event brings, on the Asset's page and for the DAGs it wakes.
-            context["outlet_events"][landed].extra.update(
-                {"objects": len(pending), "rows": sum(obj.rows for obj in pending), "manifest": stored.uri}
-            )
-            return stored.uri
-
-        return announce_landed()
+        return AnnounceLandedOperator(
+            task_id="announce_landed",
+            source=self.source,
+            asset=self.landed,
+            bucket=factory.INGESTION_BUCKET,
+            outlets=[self.landed],
+            trigger_rule="all_done",
+        )
 
     # -- transform ------------------------------------------------------------------------------
 
@@ -192,6 +191,56 @@ class Pipeline:
             task_id="publish_marts", scripts=self.config.warehouse.marts, outlets=[self.warehouse]
         )
 
+
+class AnnounceLandedOperator(ReportsLineage, BaseOperator):
+    """Write the run's manifest of what its extracts landed, and tag the ``<source>_landed`` event.
+
+    Skips when nothing of the source waits for its transform. Lineage: the source's landed data in
+    the ingestion bucket in force (``s3://<bucket>/<source>``, with the rows and objects waiting),
+    whatever bucket the Asset's URI names, in; the manifest (``<source>/_manifests``) out.
+
+    :param source: the ledger's source name.
+    :param asset: the Asset the task publishes (one of its outlets), whose event gets the counts.
+    :param bucket: the ingestion bucket (templated).
+    """
+
+    template_fields: Sequence[str] = ("bucket",)
+
+    def __init__(self, *, source: str, asset: Asset, bucket: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.asset = asset
+        self.bucket = bucket
+
+    def execute(self, context: Any) -> str:
+        source = self.source
+        pending = Ledger().pending_landed(source)
+        if not pending:
+            raise AirflowSkipException(f"nothing of {source} waits for {source}_transform")
+        upstream = sorted(self.upstream_task_ids)
+        results = context["ti"].xcom_pull(task_ids=upstream) if upstream else []
+        start, end = run_interval(context)
+        manifest = {
+            "source": source,
+            "run_id": context["run_id"],
+            "data_interval_start": start.isoformat() if start else None,
+            "data_interval_end": end.isoformat(),
+            "landed": [result for result in results or () if result],
+            "pending": len(pending),
+        }
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        stored = ImmutableStore().create_bytes(
+            self.bucket, f"{source}/_manifests/{end:%Y/%m/%d}", "manifest", body, ".json"
+        )
+        print(f"{len(pending)} landed object(s) of {source} wait for {source}_transform; {stored.uri}")
+        rows = sum(obj.rows for obj in pending)
+        # What the event brings, on the Asset's page and for the DAGs it wakes.
+        context["outlet_events"][self.asset].extra.update(
+            {"objects": len(pending), "rows": rows, "manifest": stored.uri}
+        )
+        self.lineage.read(s3_dataset(self.bucket, source), rows=rows, files=len(pending))
+        self.lineage.wrote_object(stored, rows=None)
+        return stored.uri
 
 def _key_check(model: Model) -> BaseOperator:
     """The key (a fact's record id) has no NULL and no duplicate."""

@@ -38,6 +38,7 @@ from airflow.sdk.exceptions import AirflowException
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.control.schema_changes import SchemaRegistry
+from include.etlkit.lineage import ReportsLineage
 from include.etlkit.pipelines.models import Model, ModelInput
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.transform.batch import affected
@@ -66,8 +67,10 @@ def run_prefix(source: str, table: str, run_id: str) -> str:
     return f"{source}/{table}/run={re.sub(r'[^A-Za-z0-9._-]+', '_', run_id)}"
 
 
-class TransformLandedOperator(BaseOperator):
+class TransformLandedOperator(ReportsLineage, BaseOperator):
     """Build every model that a source's landed and not yet transformed objects affect.
+
+    Lineage: the landed tables it took (rows) in, the processed tables it built (rows) out.
 
     :param source: the ledger's source name (``totesys``).
     :param models: the pipeline's models (:func:`include.etlkit.pipelines.models.parse_models`).
@@ -119,6 +122,10 @@ class TransformLandedOperator(BaseOperator):
             taken = run.record()
         rows_in = sum(obj.rows for obj in taken)
         rows_out = sum(rows for _, _, rows in run.produced)
+        for obj in taken:
+            self.lineage.read_object(obj.bucket, obj.key, rows=obj.rows)
+        for _, stored, rows in run.produced:
+            self.lineage.wrote_object(stored, rows=rows)
         report_rows(context, rows_in=rows_in, rows_out=rows_out)
         summary = {name: rows for name, _, rows in run.produced}
         self.log.info("transformed %d landed rows into %s", rows_in, summary)
