@@ -170,9 +170,10 @@ def test_no_secret_appears_in_the_worker_log_files_nor_in_the_served_task_logs(s
             time.sleep(3)
         assert around(text) == [], task_id
 
-    # Known leak outside the log files (Airflow's, not the project's): the LocalExecutor (and the
-    # Celery worker, through execute_workload) also copies every task log line to its own console
-    # (``subprocess_logs_to_stdout``), and that copy is not masked at all: an exception's text and
-    # even a value registered with the masker show there in clear. See docs/reliability.md.
+    # Known leak outside the log files (Airflow's, not the project's): the LocalExecutor (and a
+    # containerised executor's execute_workload; not the CeleryExecutor MWAA runs) also copies every
+    # task log line to its own console (``subprocess_logs_to_stdout``), and that copy is not masked
+    # at all: an exception's text and even a value registered with the masker show there in clear.
+    # See docs/reliability.md.
     if console := around(server.log.read_text(errors="replace")):
         pytest.xfail(f"the executor's console copy of the task logs is unmasked: {console[0][-160:]!r}")
