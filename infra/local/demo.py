@@ -25,6 +25,7 @@ DEMO_DAGS = (
     "totesys_transform",
     "totesys_load",
     "retail_ingest",
+    "retail_reconcile",
     "retail_drops",
     "retail_transform",
     "retail_load",

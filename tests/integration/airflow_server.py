@@ -98,7 +98,8 @@ class Standalone:
         assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout
 
-    def start(self) -> None:
+    def start(self, timeout: float = 240) -> None:
+        """Migrate, start, wait for the API server and the DAGs (each up to ``timeout`` seconds)."""
         self.airflow("db", "migrate")
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
@@ -108,8 +109,8 @@ class Standalone:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait_for("the API server to answer", self._healthy, timeout=240)
-        self.wait_for("the DAGs to be parsed", lambda: self._parsed() >= len(self.dag_ids), timeout=240)
+        self.wait_for("the API server to answer", self._healthy, timeout=timeout)
+        self.wait_for("the DAGs to be parsed", lambda: self._parsed() >= len(self.dag_ids), timeout=timeout)
         for dag_id in self.dag_ids:
             self.airflow("dags", "unpause", dag_id)
 

@@ -3,6 +3,7 @@
 A row changed in place (its ``updated_at`` untouched) and a row committed by a transaction that ran
 longer than the overlap (its ``updated_at`` already behind the window) are invisible to the
 incremental extract; the reconciliation finds both by their hashes and lands them, and only them.
+A row deleted in the source is landed once as a tombstone.
 """
 
 from __future__ import annotations
@@ -101,3 +102,16 @@ def test_the_reconciliation_lands_rows_changed_in_place_or_committed_late_and_no
     }
     # Once landed, they are reconciled: nothing more to land.
     assert reconcile(2, source_name=source_name, bucket=bucket)["changed"] == 0
+
+    # A row deleted in the source is landed once as a tombstone (its key, when it was seen).
+    _query(source, "DELETE FROM customer WHERE customer_id = 3")
+    gone = reconcile(3, source_name=source_name, bucket=bucket)
+    assert (gone["changed"], gone["deleted"], gone["reported"].rows_out) == (0, 1, 1)
+    ((key, rows),) = control.query(
+        "SELECT key, rows FROM etl.landed_object WHERE source = %s AND table_name = 'customer.deleted' "
+        "AND mode = 'delete'",
+        (source_name,),
+    )
+    tombstones = read_parquet(s3, bucket, key)
+    assert rows == 1 and tombstones.column("customer_id").to_pylist() == ["3"]
+    assert reconcile(4, source_name=source_name, bucket=bucket)["deleted"] == 0

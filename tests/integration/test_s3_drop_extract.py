@@ -1,10 +1,11 @@
 """S3 file drops against the real local S3 (moto server) and the etl ledger on PostgreSQL.
 
 The extract: every format lands once with its bytes intact, a rerun lands nothing, a re-upload is a
-new version, the dropped objects are never touched, and an object gone or replaced between listing
-and download fails only itself. The sensor: ``dag.test()`` of a fixture DAG shows it deferring while
-only landed files are there and completing once a file is dropped; the trigger's ``run()`` is also
-driven directly with asyncio. Each test has a source name and a drop prefix of its own.
+new version, the dropped objects are never touched, an object gone or replaced between listing
+and download fails only itself, and so does one whose landed key the store refuses. The sensor:
+``dag.test()`` of a fixture DAG shows it deferring while only landed files are there and completing
+once a file is dropped; the trigger's ``run()`` is also driven directly with asyncio. Each test has a
+source name and a drop prefix of its own.
 """
 
 from __future__ import annotations
@@ -273,6 +274,61 @@ def test_an_object_replaced_before_its_download_is_refused_not_landed_under_the_
     retry = extract()  # the new version is what gets landed, under its own identity
     assert [f["key"] for f in retry["landed"]] == [expected_key(source_name, "prices.csv", replacement)]
     assert s3.get_object(Bucket=bucket, Key=retry["landed"][0]["key"])["Body"].read() == replacement
+
+
+def test_a_file_that_cannot_be_landed_fails_alone_and_does_not_block_later_runs(
+    extract, drop, source_name, bucket, s3, control_plane
+):
+    """``land_or_fail`` for real: the landed key of one file is already taken by other bytes in the
+    ingestion bucket, so the immutable store refuses to land it (it never overwrites). The other
+    files of the drop land; the refused one is recorded failed with its reason, nothing is written
+    over, and a later run lands what is new (and the refused file, once its key is free)."""
+    files = {f"orders_{n}.csv": f"id,amount\n{n},{n}.00\n".encode() for n in (1, 2, 3)}
+    for name, data in files.items():
+        put(s3, bucket, f"{drop}{name}", data)
+    blocked = expected_key(source_name, "orders_2.csv", files["orders_2.csv"])
+    squatter = b"not the partner's bytes\n"
+    s3.put_object(Bucket=bucket, Key=blocked, Body=squatter)
+    refused = f"s3://{bucket}/{drop}orders_2.csv"
+
+    with pytest.raises(
+        S3DropError,
+        match=rf"1 of 3 file\(s\) .*\(2 landed.*{refused}: could not be landed: ImmutableObjectConflict",
+    ):
+        extract()
+    assert (extract.outcome.rows_in, extract.outcome.rows_out, extract.outcome.rows_rejected) == (3, 2, 1)
+    assert s3.get_object(Bucket=bucket, Key=blocked)["Body"].read() == squatter  # never overwritten
+    for name in ("orders_1.csv", "orders_3.csv"):
+        key = expected_key(source_name, name, files[name])
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == files[name]
+    rows = {r[0].rsplit("/", 1)[1]: r for r in source_files(control_plane, source_name)}
+    assert [rows[n][2] for n in sorted(rows)] == ["landed", "failed", "landed"]
+    _path, _size, _status, key, _sha, _etag, _version, reason = rows["orders_2.csv"]
+    assert key is None and reason.startswith("could not be landed: ImmutableObjectConflict")
+    assert blocked in reason and "never overwritten" in reason
+    ledger = control_plane.query(
+        "SELECT key FROM etl.landed_object WHERE source = %s ORDER BY key", (source_name,)
+    )
+    assert [k for (k,) in ledger] == sorted(
+        expected_key(source_name, n, files[n]) for n in ("orders_1.csv", "orders_3.csv")
+    )
+
+    # A later run: the refused file is tried again (and refused again, alone); a new file lands.
+    late = b"id,amount\n4,4.00\n"
+    put(s3, bucket, f"{drop}orders_4.csv", late)
+    with pytest.raises(S3DropError, match=r"1 of 4 file\(s\) .*\(1 landed, 2 already landed"):
+        extract()
+    assert (extract.outcome.rows_in, extract.outcome.rows_out, extract.outcome.rows_rejected) == (4, 1, 1)
+    late_key = expected_key(source_name, "orders_4.csv", late)
+    assert s3.get_object(Bucket=bucket, Key=late_key)["Body"].read() == late
+
+    # Once the key is free (the squatting object removed by whoever owns the bucket), it lands.
+    s3.delete_object(Bucket=bucket, Key=blocked)
+    retry = extract()
+    assert [f["path"] for f in retry["landed"]] == [refused] and retry["failed"] == []
+    assert s3.get_object(Bucket=bucket, Key=blocked)["Body"].read() == files["orders_2.csv"]
+    statuses = {r[0].rsplit("/", 1)[1]: (r[2], r[7]) for r in source_files(control_plane, source_name)}
+    assert statuses == {n: ("landed", None) for n in (*files, "orders_4.csv")}
 
 
 def test_a_versioned_bucket_of_the_partners_records_the_version_landed(

@@ -62,11 +62,6 @@ def found_in(text: str) -> list[str]:
     return [secret for secret in SECRETS if secret in text]
 
 
-def where(text: str) -> list[str]:
-    """Each secret found in ``text`` with the text around it, to say where it leaked."""
-    return [text[max(0, i - 300) : i + 60] for secret in SECRETS if (i := text.find(secret)) >= 0]
-
-
 def leaks_in_log_files() -> dict[str, list[str]]:
     logs = Path(os.environ["AIRFLOW_HOME"]) / "logs"
     leaks = {}
@@ -152,10 +147,8 @@ def test_no_secret_appears_in_anything_the_runs_write(
         control_plane.query("DELETE FROM etl.audit WHERE dag_id = %s", (dag_id,))
         control_plane.query("DELETE FROM etl.task_log WHERE dag_id = %s", (dag_id,))
 
-    # Known leak (issue 10, open): the traceback Airflow's task runner logs ("Task failed with
-    # exception") is rendered by dag.test()'s in-process console logger from the exception itself,
-    # after its secrets masker ran on the event, so an exception's own text shows unmasked there.
-    # A worker sends its logs to the supervisor, which masks them; whether its log files hold the
-    # masked traceback is not yet checked here. Everything the project writes is checked above.
-    if leaks := where(output):
-        pytest.xfail(f"dag.test() console output shows an unmasked exception: {leaks[0][-160:]!r}")
+    # Not checked here: the traceback dag.test() prints to its console (``output`` above), which
+    # Airflow renders from the exception itself, after its masker ran on the event. dag.test() runs
+    # tasks in this process: that console is not a log a deployment writes. What a deployment's
+    # workers write (their log files, the task logs the API serves) is scanned by
+    # tests/integration/test_secrets_worker_logs.py under a real scheduler: see docs/reliability.md.

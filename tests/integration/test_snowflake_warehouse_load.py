@@ -690,3 +690,18 @@ def test_the_script_task_runs_the_sql_of_the_dialect_the_variable_chooses(accoun
     assert {"DIM_STORE", "FACT_SALE", "CUSTOMER_XREF", "CUSTOMER_MATCH_REVIEW"} <= {
         name for (name,) in tables
     }
+
+
+def test_the_mysql_fed_retail_dimensions_have_deleted_at_for_the_reconciliations_tombstones(retail):
+    """retail_reconcile's tombstones set ``deleted_at`` on these tables (``deletion_sql``, whose
+    text tests/unit/test_snowflake_sql.py checks; fakesnow cannot run its temporary table and
+    update in one transaction): core.sql adds the column, and running it again keeps one."""
+    for table in ("dim_store", "dim_customer", "dim_product", "dim_sales_person"):
+        columns = rows_of(
+            retail,
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = 'CORE' AND table_name = '{table.upper()}' AND column_name = 'DELETED_AT'",
+        )
+        assert len(columns) == 1, table
+    rows = rows_of(retail, "SELECT count(*) FROM core.dim_sales_person WHERE deleted_at IS NULL")
+    assert rows == [(5,)]

@@ -253,6 +253,23 @@ def test_the_totesys_configuration_gives_an_extract_and_a_reconciliation_per_tab
     assert order.index("dim_date") < order.index("fact_sales_order")
 
 
+def test_retails_mysql_feeds_are_reconciled_daily_and_their_load_keys_match_the_tombstones():
+    from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
+    from include.etlkit.pipelines import factory
+
+    config = load_pipeline("retail")
+    assert config.reconcile_schedule == "35 2 * * *"
+    reconciled = {feed.name: feed for feed in config.reconciled_feeds}
+    assert sorted(reconciled) == ["customer", "product", "sales_team", "store"]
+    assert sorted(reconciled) == sorted(feed.name for feed in config.feeds_of("mysql"))
+    loads = {load.name: load for load in config.table_loads}
+    for name, feed in reconciled.items():
+        task = factory.reconcile(config, feed)
+        assert type(task) is MySqlReconcileOperator and task.task_id == f"reconcile_{name}"
+        # A tombstone names rows by the table's key; the load marks them by its first key column.
+        assert loads[name].key == (task.spec.key,) and loads[name].merge == "upsert"
+
+
 def test_a_feed_kind_without_reconciliation_says_so():
     from include.etlkit.pipelines import factory
 

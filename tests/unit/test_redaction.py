@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from include.etlkit.redaction import redact
+from include.etlkit.redaction import mask_sensitive_parameters, redact, sensitive_parameters
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,27 @@ def test_secrets_the_process_registered_are_masked_wherever_they_appear():
 
     mask_secret("a-registered-Secret-42")
     assert "a-registered-Secret-42" not in redact("login failed for a-registered-Secret-42 on host")
+
+
+@pytest.mark.parametrize(
+    ("url_or_params", "expected"),
+    [
+        ({"api_key": "k3y-Value-99", "start_date": "2024-01-01", "page": 2}, ["k3y-Value-99"]),
+        ({"apikey": "abcdef", "access_token": "tok_ABCDEF", "keyword": "rates"}, ["abcdef", "tok_ABCDEF"]),
+        ("https://h/v1/x?page=2&sig=0123456789&author=someone", ["0123456789"]),
+        ("https://etl:hunter22@h/x?X-Amz-Signature=abcdef0123&X-Amz-Date=2024", ["hunter22", "abcdef0123"]),
+        ("/v1/rates?start_date=2024-01-01&end_date=2024-01-02", []),
+    ],
+)
+def test_the_secret_values_of_query_parameters_are_found_by_their_names(url_or_params, expected):
+    assert sensitive_parameters(url_or_params) == expected
+
+
+def test_query_values_registered_with_the_masker_are_masked_in_any_text_later():
+    from airflow.sdk._shared.secrets_masker import redact as mask_known
+
+    registered = mask_sensitive_parameters({"api_key": "never-Seen-Key-7731", "start_date": "2024-02-02"})
+    assert registered == ["never-Seen-Key-7731"]
+    line = "HTTPConnectionPool(host='h', port=1): Max retries exceeded with url: /v1?key=never-Seen-Key-7731"
+    assert "never-Seen-Key-7731" not in str(mask_known(line))
+    assert "2024-02-02" in str(mask_known("start 2024-02-02"))  # an ordinary value stays visible

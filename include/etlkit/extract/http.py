@@ -39,6 +39,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.etlkit.extract.landing import Landing
 from include.etlkit.lineage import DatasetRef, ReportsLineage, http_scheme, remote_dataset
+from include.etlkit.redaction import mask_sensitive_parameters
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -460,6 +461,10 @@ class HttpApiExtractOperator(ReportsLineage, BaseOperator):
         hook = ApiHttpHook(method="GET", http_conn_id=self.http_conn_id)
         session = hook.get_conn()
         first_url = hook.url_from_endpoint(self.endpoint)
+        # Before any request: an API key in the query string (or the base URL) is masked in every
+        # log line and traceback from here on, though the masker never saw it as a secret.
+        mask_sensitive_parameters(self.query_params)
+        mask_sensitive_parameters(first_url)
         origin = _origin(first_url)
         progress = Progress()
         request: PageRequest | None = self.pagination.first(self.query_params)
@@ -472,6 +477,7 @@ class HttpApiExtractOperator(ReportsLineage, BaseOperator):
                         raise PaginationError(f"more than {self.max_pages} pages: stopping (max_pages)")
                     if request.url is not None:
                         url = urljoin(url, request.url)  # relative links resolve against their page
+                        mask_sensitive_parameters(url)  # a signed link carries its signature
                         if _origin(url) != origin:
                             raise PaginationError(
                                 f"next link leaves the connection's origin ({url.split('?')[0]}): "

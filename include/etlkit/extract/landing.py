@@ -20,14 +20,16 @@ ledger row names, and the retry lands the same bytes under the same key and reco
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger, VersionColumns
+from include.etlkit.control.ledger import DELETED_AT, Ledger, VersionColumns, deletions_of
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
 from include.etlkit.lineage import RunLineage
 from include.etlkit.storage import ImmutableStore, StoredObject
@@ -152,3 +154,49 @@ class Landing:
     def report(context: Any, *, rows_in: int, rows_out: int, rows_rejected: int | None = None) -> None:
         """The try's counts for its ``etl.task_log`` row (a table: rows; a file drop: files)."""
         report_rows(context, rows_in=rows_in, rows_out=rows_out, rows_rejected=rows_rejected)
+
+
+def land_deletions(
+    *,
+    source: str,
+    table: str,
+    key: str,
+    keys: Sequence[str],
+    bucket: str,
+    window: ExtractWindow,
+    run_id: str,
+    log: logging.Logger | Any,
+    aws_conn_id: str = "aws_default",
+) -> StoredObject | None:
+    """Land the tombstones of rows of ``table`` deleted in the source: their ``key`` values (text)
+    and the moment the deletion was seen (``_deleted_at``, the window's upper bound), as
+    ``<table>.deleted`` (mode ``delete``), with the rows' versions marked deleted in the same
+    transaction, so each deletion lands once. Every reconciliation (PostgreSQL, MySQL) lands them
+    this way; the transforms and the load turn them into ``deleted_at`` in the warehouse."""
+    tombstones = pa.table(
+        {
+            key: pa.array(list(keys), pa.string()),
+            DELETED_AT: pa.array([window.upper] * len(keys), pa.timestamp("us")),
+        }
+    )
+    landing = Landing(
+        source=source,
+        name=deletions_of(table),
+        bucket=bucket,
+        window=window,
+        run_id=run_id,
+        log=log,
+        aws_conn_id=aws_conn_id,
+    )
+    with tempfile.TemporaryDirectory(prefix=f"deleted-{table}-") as tmp:
+        local = Path(tmp) / "deleted.parquet"
+        pq.write_table(tombstones, local, compression="zstd")
+        return landing.land(
+            local,
+            rows=len(keys),
+            mode="delete",
+            advance_state=False,
+            suffix=".parquet",
+            file_name=f"{table}-deleted",
+            forget_versions=(table, list(keys)),
+        )

@@ -1,5 +1,5 @@
 """Reconciliation of a MySQL table: land the rows that changed without moving their cursor, or
-that committed too late for the incremental window.
+that committed too late for the incremental window, and the keys of rows deleted in the source.
 
 The incremental extract sees a row only when its cursor (``updated_at``) falls in the window it
 reads, widened by the feed's ``overlap_minutes``. A row committed by a transaction that ran longer
@@ -8,7 +8,9 @@ cursor: the extract never sees either. Once a day this computes every row's hash
 the extract does (:func:`~include.etlkit.extract.mysql.row_hash_sql`), compares it with the version
 last landed (``etl.row_version``) and lands the rows that differ or were never landed, as new
 versions that flow downstream like any other landing: the PostgreSQL reconciliation's twin
-(:mod:`include.etlkit.extract.reconcile`).
+(:mod:`include.etlkit.extract.reconcile`). Keys landed before and absent now are landed as
+tombstones (``<table>.deleted``, :func:`~include.etlkit.extract.landing.land_deletions`), once each:
+the load marks those rows ``deleted_at`` in the warehouse.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from include.etlkit.control.ledger import Ledger
-from include.etlkit.extract.landing import Landing
+from include.etlkit.extract.landing import Landing, land_deletions
 from include.etlkit.extract.mysql import MySqlTableExtractOperator, _text, quote_identifier, row_hash_sql
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
@@ -43,16 +45,33 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
         current = self._current_hashes()
         changed = sorted(key for key, row_hash in current.items() if landed.get(key) != row_hash)
         self.lineage.read(self.source_table(), rows=len(current))
+        deleted = sorted(landed.keys() - current.keys())
         self.log.info(
-            "%s.%s: %d rows in the source, %d differ from what was landed",
+            "%s.%s: %d rows in the source, %d differ from what was landed, %d were deleted",
             self.source,
             spec.name,
             len(current),
             len(changed),
+            len(deleted),
         )
+        if deleted:
+            land_deletions(
+                source=self.source,
+                table=spec.name,
+                key=spec.key,
+                keys=deleted,
+                bucket=self.bucket,
+                window=window,
+                run_id=context["run_id"],
+                log=self.log,
+                aws_conn_id=self.aws_conn_id,
+            )
         if not changed:
-            Landing.report(context, rows_in=len(current), rows_out=0)
-            return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
+            Landing.report(context, rows_in=len(current), rows_out=len(deleted))
+            return {
+                "table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0,
+                "deleted": len(deleted),
+            }  # fmt: skip
         if len(changed) > KEYS_PER_STATEMENT:
             # Too many keys for one IN list: land the whole table once. The ledger keeps the newest
             # version of each row and the load merges by key, so the unchanged rows change nothing.
@@ -61,7 +80,7 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
             marks = ", ".join(["%s"] * len(changed))
             condition = (f"CAST({quote_identifier(spec.key)} AS CHAR) IN ({marks})", list(changed))
         result = self.land(context, window, condition=condition, mode="reconcile", advance_state=False)
-        return {**result, "changed": len(changed)}
+        return {**result, "changed": len(changed), "deleted": len(deleted)}
 
     def _current_hashes(self) -> dict[str, str]:
         """Every row's key and hash as the source computes them now (one pass, streamed)."""

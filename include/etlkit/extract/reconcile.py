@@ -17,16 +17,13 @@ marks those rows deleted (see :mod:`include.etlkit.transform.deletions`).
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from psycopg import sql
 
-from include.etlkit.control.ledger import DELETED_AT, Ledger, deletions_of
-from include.etlkit.extract.landing import Landing
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.extract.landing import Landing, land_deletions
 from include.etlkit.extract.postgres import PostgresTableExtractOperator, read_arrow, row_identity
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
@@ -86,16 +83,11 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
 
     def land_deletions(self, context: Any, keys: list[str], window: ExtractWindow) -> None:
         """Land the tombstones of rows deleted in the source (their keys, when it was seen)."""
-        spec = self.spec
-        tombstones = pa.table(
-            {
-                spec.key: pa.array(keys, pa.string()),
-                DELETED_AT: pa.array([window.upper] * len(keys), pa.timestamp("us")),
-            }
-        )
-        landing = Landing(
+        land_deletions(
             source=self.source,
-            name=deletions_of(spec.name),
+            table=self.spec.name,
+            key=self.spec.key,
+            keys=keys,
             bucket=self.bucket,
             window=window,
             run_id=context["run_id"],
@@ -103,15 +95,3 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
             aws_conn_id=self.aws_conn_id,
             lineage=self.lineage,
         )
-        with tempfile.TemporaryDirectory(prefix=f"deleted-{spec.name}-") as tmp:
-            local = Path(tmp) / "deleted.parquet"
-            pq.write_table(tombstones, local, compression="zstd")
-            landing.land(
-                local,
-                rows=len(keys),
-                mode="delete",
-                advance_state=False,
-                suffix=".parquet",
-                file_name=f"{spec.name}-deleted",
-                forget_versions=(spec.name, keys),
-            )

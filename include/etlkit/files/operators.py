@@ -16,6 +16,11 @@ operator's datasets, in landing order:
    bucket is immutable, so "moving to the error prefix" is a new object;
 5. its ``etl.file_status`` row, then the landed object marked transformed.
 
+Tombstones of a dataset (``<dataset>.deleted``, landed by a reconciliation for rows deleted in a
+database source: their keys and ``_deleted_at``) are not files to validate: each is copied as it is
+to the processed bucket as ``<dataset>.deleted``, which the load turns into ``deleted_at`` on the
+rows of the dataset's table.
+
 Every object is created once under a content-addressed key (:class:`ImmutableStore`) and the
 validation is deterministic, so a rerun after a crash at any point finds the same keys, creates
 nothing new and rewrites the same status row. A file that cannot be read is rejected, it does not
@@ -40,7 +45,7 @@ import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger, LedgerObject
+from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
@@ -159,6 +164,7 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         source_files = SourceFileLedger(ledger.store)
         store = ImmutableStore(self.aws_conn_id)
         pending = [o for o in ledger.pending_landed(self.source) if o.table_name in self.datasets]
+        self._pass_deletions(store, ledger, run_id)
         self.log.info(
             "%d landed file(s) of %s to validate (%s)", len(pending), self.source, ", ".join(self.datasets)
         )
@@ -202,6 +208,36 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
                 f"processed and stay pending for a retry: {details}"
             )
         return summary
+
+    def _pass_deletions(self, store: ImmutableStore, ledger: Ledger, run_id: str) -> None:
+        """Hand each pending tombstone object of a dataset to the load, as it landed.
+
+        The tombstones are the reconciliation's own Parquet (key as text, ``_deleted_at``): nothing
+        in them is a partner's value to validate. Same bytes, same processed key on a rerun.
+        """
+        tombstones = [
+            o
+            for o in ledger.pending_landed(self.source)
+            if o.table_name.endswith(DELETIONS) and o.table_name.removesuffix(DELETIONS) in self.datasets
+        ]
+        for landed in tombstones:
+            data = store.get_bytes(landed.bucket, landed.key)
+            name, suffix = landed_name(landed.key)
+            prefix = dataset_prefix(self.source, landed.table_name, landed.key)
+            processed = store.create_bytes(self.processed_bucket, prefix, name, data, suffix)
+            dataset = landed.table_name.removesuffix(DELETIONS)
+            ledger.record_transform(
+                source=self.source,
+                run_id=run_id,
+                taken=[landed],
+                produced=[(deletions_of(dataset), processed, landed.rows)],
+            )
+            self.log.info(
+                "%s: %d row(s) deleted in the source, handed to the load as %s",
+                dataset,
+                landed.rows,
+                processed.uri,
+            )
 
     # -- one file ---------------------------------------------------------------------------------
 

@@ -115,3 +115,23 @@ CREATE TABLE IF NOT EXISTS core.partner_customer (
 
 -- New customers first seen in partner files get ids from here, well clear of the retail system's.
 CREATE SEQUENCE IF NOT EXISTS core.partner_customer_id_seq START WITH 100000000;
+
+-- ---------------------------------------------------------------------------------------------
+-- Rows deleted in the MySQL source: `deleted_at` is when the daily retail_reconcile found them
+-- gone (a tombstone, `<feed>.deleted`). The dimension row is kept and marked, as in totesys
+-- (sql/postgres/totesys/core.sql); sales that name it keep their history. Added after the
+-- columns above, only where missing: ALTER TABLE takes an exclusive lock even when the column
+-- exists, and this script runs before every load.
+-- ---------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['dim_store', 'dim_customer', 'dim_product', 'dim_sales_person'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                       WHERE table_schema = 'core' AND table_name = t AND column_name = 'deleted_at') THEN
+            EXECUTE format('ALTER TABLE core.%I ADD COLUMN deleted_at timestamp', t);
+        END IF;
+    END LOOP;
+END
+$$;

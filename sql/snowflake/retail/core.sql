@@ -114,3 +114,11 @@ CREATE TABLE IF NOT EXISTS core.partner_customer (
 
 -- New customers first seen in partner files get ids from here, well clear of the retail system's.
 CREATE SEQUENCE IF NOT EXISTS core.partner_customer_id_seq START WITH 100000000;
+
+-- Rows deleted in the MySQL source: `deleted_at` is when the daily retail_reconcile found them
+-- gone; the dimension row is kept and marked (see sql/postgres/retail/core.sql). Added after the
+-- columns above, so a new and an existing table end the same.
+ALTER TABLE core.dim_store ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP_NTZ;
+ALTER TABLE core.dim_customer ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP_NTZ;
+ALTER TABLE core.dim_product ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP_NTZ;
+ALTER TABLE core.dim_sales_person ADD COLUMN IF NOT EXISTS deleted_at TIMESTAMP_NTZ;
