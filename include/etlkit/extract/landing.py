@@ -22,15 +22,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
+from include.etlkit.lazy import lazy_module
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.windows import ExtractWindow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
 
 
 class Landing:

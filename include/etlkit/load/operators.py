@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, deletions_of
 from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
+from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import TableLoad, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.redaction import redact
 from include.etlkit.storage import ImmutableStore
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pq = lazy_module("pyarrow.parquet")
 
 
 class LoadProcessedOperator(BaseOperator):

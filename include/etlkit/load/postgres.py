@@ -19,16 +19,23 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.control.ledger import DELETED_AT
+from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, LOAD_REGISTRY, TableLoad
 from include.etlkit.storage import ImmutableStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from psycopg import sql
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
+    pq = lazy_module("pyarrow.parquet")
+    sql = lazy_module("psycopg.sql")
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:

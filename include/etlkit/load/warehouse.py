@@ -23,9 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pyarrow as pa
+from include.etlkit.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+
 
 LOAD_ID = "_load_id"
 # A landing-only column of JSON: what a source row holds beyond its table's columns (a retail file's
