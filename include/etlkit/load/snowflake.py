@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from include.etlkit.control.ledger import DELETED_AT
 from include.etlkit.lazy import lazy_module
-from include.etlkit.load.warehouse import LOAD_ID, TableLoad
+from include.etlkit.load.warehouse import LOAD_ID, ORDINAL, TableLoad
 from include.etlkit.storage import ImmutableStore
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
     pq = lazy_module("pyarrow.parquet")
 
-ORDINAL = "_ordinal"
 LOADED_AT = "_loaded_at"
 DEFAULT_STAGE = "landing.processed"  # the external stage over the processed bucket's root
 # Characters a processed key may have to be written unquoted in a stage path (keys are
