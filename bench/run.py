@@ -26,6 +26,7 @@ What it does, and why that way:
 from __future__ import annotations
 
 import argparse
+import cProfile
 import importlib
 import json
 import os
@@ -602,9 +603,16 @@ def run_step_here(name: str, plan_path: Path, result_path: Path) -> None:
     plan = Plan(**json.loads(plan_path.read_text()))
     work = STEPS[name].prepare(plan)
     start_mb = _status_mb("VmRSS")
+    profile_dir = os.environ.get("BENCH_PROFILE")  # a folder: each step's cProfile stats go there
+    profiler = cProfile.Profile() if profile_dir else None
     started = time.perf_counter()
+    if profiler:
+        profiler.enable()
     outcome = work()
     seconds = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(Path(profile_dir) / f"{name}.prof")
     outcome |= {"seconds": seconds, "start_mb": start_mb, "peak_mb": _status_mb("VmHWM")}
     result_path.write_text(json.dumps(outcome))
 

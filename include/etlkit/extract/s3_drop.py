@@ -219,9 +219,9 @@ class S3DropExtractOperator(BaseOperator):
         return run.finish(context, len(seen), where, S3DropError)
 
     def get_client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from include.etlkit.storage import s3_client
 
-        return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return s3_client(self.aws_conn_id)
 
     def _check_layout(self, drop_bucket: str, prefix: str) -> None:
         """Refuse a drop that would contain the landed copies: they would be landed again, forever."""
