@@ -141,9 +141,7 @@ def bench_dedup(
     print(
         f"peak RSS {_peak_mb():.0f} MB (this process; {generated_mb:.0f} MB held after generating the data)"
     )
-    print(
-        f"cores: {os.cpu_count()}; Python {platform.python_version()}, rapidfuzz {rapidfuzz.__version__}"
-    )
+    print(f"cores: {os.cpu_count()}; Python {platform.python_version()}, rapidfuzz {rapidfuzz.__version__}")
     if febrl:
         _quality_table()
     return 0

@@ -64,9 +64,12 @@ constraints-3.12.txt
 STARTUP = """\
 #!/bin/sh
 # MWAA start-up script: runs on every scheduler, worker and web server before Airflow starts.
-# Nothing is installed here (requirements.txt does that, against the constraints); it only records
-# which bundle a component started with, so the logs answer "what code ran".
+# Nothing is installed here (requirements.txt does that, against the constraints); it records which
+# bundle a component started with, so the logs answer "what code ran", and sets the environment.
 echo "etlkit bundle: $(ls /usr/local/airflow/dags/*.py 2>/dev/null | wc -l) DAG files"
+# pyarrow's system allocator returns freed memory, which bounds a task's peak RSS (bench/README.md);
+# the same setting as infra/local/settings.py and docker-compose.yaml.
+export ARROW_DEFAULT_MEMORY_POOL=system
 """
 
 

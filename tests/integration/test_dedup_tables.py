@@ -72,8 +72,12 @@ def _write(conn: psycopg.Connection, partner: str) -> None:
                 ON CONFLICT (partner, partner_customer_ref) WHERE resolved_at IS NULL DO NOTHING
                 """,
                 (
-                    partner, decision.candidate_ref, decision.best_candidate_id, decision.score,
-                    decision.explanation, json.dumps(record),
+                    partner,
+                    decision.candidate_ref,
+                    decision.best_candidate_id,
+                    decision.score,
+                    decision.explanation,
+                    json.dumps(record),
                 ),
             )
         else:

@@ -323,16 +323,12 @@ def test_a_server_answering_in_local_time_is_read_as_that_zone(extract, drop, so
     UTC (November: UTC-5) than through one declared UTC; the settle check uses the converted time."""
     put(drop, "sales_tz.csv", b"id,amount\n1,9.99\n")
     extract()
-    (utc_row,) = control.query(
-        "SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,)
-    )
+    (utc_row,) = control.query("SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,))
     control.query("DELETE FROM etl.source_file WHERE source = %s", (source_name,))
     control.query("DELETE FROM etl.landed_object WHERE source = %s", (source_name,))
 
     extract(server_timezone="America/New_York")
-    (zoned_row,) = control.query(
-        "SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,)
-    )
+    (zoned_row,) = control.query("SELECT modified_at FROM etl.source_file WHERE source = %s", (source_name,))
     assert zoned_row[0] - utc_row[0] == timedelta(hours=5)
     with pytest.raises(ZoneInfoNotFoundError):
         extract(server_timezone="Mars/Olympus_Mons")

@@ -342,7 +342,7 @@ def test_a_client_error_is_not_retried(extract, attempts):
 
 
 def test_the_hook_sends_the_token_as_bearer_auth_and_never_auth_type_as_a_header(local_services):
-    from include.etlkit.extract.http import ApiHttpHook, BearerAuth
+    from include.etlkit.extract.http_hook import ApiHttpHook, BearerAuth
 
     session = ApiHttpHook(method="GET", http_conn_id="rates_api").get_conn()
     assert isinstance(session.auth, BearerAuth)

@@ -152,8 +152,9 @@ def test_totesys_extract_reports_the_source_table_and_its_landed_objects_with_th
     # What the announcement (the totesys_landed Asset event) brings, in the bucket in force.
     announce = "totesys_ingest.announce_landed"
     pending = totesys.inputs(announce)[(ingestion, "totesys")]["inputFacets"]["inputStatistics"]
-    assert pending["rowCount"] == _scalar(WAREHOUSE_DB, "SELECT sum(rows) FROM etl.landed_object "
-                                          "WHERE source = 'totesys'")
+    assert pending["rowCount"] == _scalar(
+        WAREHOUSE_DB, "SELECT sum(rows) FROM etl.landed_object WHERE source = 'totesys'"
+    )
     assert list(totesys.outputs(announce)) == [(ingestion, "totesys/_manifests")]
 
 

@@ -320,6 +320,39 @@ def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(
     ]
 
 
+def test_every_mysql_type_lands_as_mysqldb_would_convert_it(extract, s3, bucket, source):
+    """Arrow parses the server's text (issue 11): each type must land as MySQLdb's own conversion
+    did, the ones Arrow cannot parse (TIME beyond a day, zero dates) included."""
+    _query(source, "SET SESSION sql_mode = ''")  # let the zero date in, as old MySQL data has them
+    _query(
+        source,
+        "CREATE TABLE every_type (id int PRIMARY KEY, tiny tinyint, small smallint, medium mediumint, "
+        "big bigint, ubig bigint unsigned, flag tinyint(1), price decimal(10,2), huge decimal(40,5), "
+        "f float, d double, day date, at datetime(3), at_us datetime(6), stamp timestamp(3) NULL, "
+        "span time, yr year, name varchar(20), body text, doc json, raw varbinary(8), bits bit(3), "
+        "choice enum('a','b'), updated_at timestamp(3) NOT NULL)",
+    )
+    _query(
+        source,
+        "INSERT INTO every_type VALUES "
+        "(1, -128, -32768, -8388608, -9223372036854775808, 18446744073709551615, 1, -12.34, "
+        "123456789012345678901234567890.12345, 1.5, 2.25, '2024-02-29', '2024-02-29 23:59:59.999', "
+        "'2024-02-29 23:59:59.123456', '2024-02-29 12:00:00.001', '838:59:59', 2024, 'é ü', 'line\\nbreak', "
+        "'{\"a\": [1, 2]}', x'00ff10', b'101', 'b', '2024-11-01 00:00:01'), "
+        "(2, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, '0000-00-00', "
+        "'0000-00-00 00:00:00', NULL, NULL, '-00:00:01', NULL, '', NULL, NULL, NULL, NULL, NULL, "
+        "'2024-11-01 00:00:02')",
+    )
+    result = extract(0, {"name": "every_type", "key": "id"})
+
+    landed = read_parquet(s3, bucket, result["key"]).to_pylist()
+    expected = source_rows(source, "every_type", list(landed[0]))
+    for row in expected:  # MySQL's BOOLEAN: MySQLdb gives 0/1, the extract a bool
+        row["flag"] = None if row["flag"] is None else bool(row["flag"])
+    assert landed == expected
+    assert landed[1]["day"] is None and landed[1]["at"] is None  # zero dates: NULL, as MySQLdb reads them
+
+
 def test_next_interval_without_changes_lands_nothing(extract, s3, bucket, source_name, control):
     first = extract(0)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import string
+import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -188,10 +190,14 @@ def test_a_failing_core_merge_rolls_back_the_landing_copy_of_that_object(warehou
     good = dims((1, "A", "Leeds"), (2, "B", "York"))
     warehouse.load(DIM, good, "dims-1")
 
-    with pytest.raises(psycopg.errors.NotNullViolation):
-        warehouse.load(DIM, dims((1, "A", "Leeds"), (3, None, "Hull")), "dims-1")  # core.name is NOT NULL
-    with pytest.raises(psycopg.errors.NotNullViolation):
-        warehouse.load(DIM, dims((5, None, "Bath")), "dims-2")
+    for rows, load_id in (
+        (dims((1, "A", "Leeds"), (3, None, "Hull")), "dims-1"),
+        (dims((5, None, "Bath")), "dims-2"),
+    ):
+        with pytest.raises(Exception) as refused:  # core.name is NOT NULL
+            warehouse.load(DIM, rows, load_id)
+        assert refused.value.sqlstate == "23502"  # not_null_violation
+        assert warehouse.refuses(refused.value)  # so the load operator rejects that object alone
 
     # The earlier copy of dims-1 was not replaced, and nothing of dims-2 was landed.
     assert rows_of(db, f"SELECT {LOAD_ID}, id, name FROM landing.dim_customer ORDER BY id") == [
@@ -296,3 +302,75 @@ def test_with_a_version_column_an_object_loaded_late_never_brings_a_row_back_to_
     ]
     with pytest.raises(ValueError, match="only applies to merge='upsert'"):
         TableLoad(name="f", key=("id",), merge="versions", version="seen")
+
+
+# -- objects in key order: no sort, no conflict arbitration (issue 11), same result -------------------
+
+
+def test_key_order_is_watched_across_batches():
+    from include.etlkit.load.postgres import KeyOrder
+
+    rising = KeyOrder("id")
+    for batch in ([1, 2, 5], [6], [9, 10]):
+        rising.see(pa.array(batch))
+    assert rising.rising
+    for seen in (([1, 2], [2, 3]), ([1, 3, 2],), ([1, None],), ([3, 4], [1])):
+        order = KeyOrder("id")
+        for batch in seen:
+            order.see(pa.array(batch))
+        assert not order.rising, seen
+
+
+def test_an_object_in_key_order_loads_like_any_other(warehouse, db):
+    """Rising keys take the merge without ``ON CONFLICT``: versions core has are still skipped."""
+    assert warehouse.load(FACT, facts((1, Decimal("1.00"), H1), (2, Decimal("2.00"), H2)), "f-1") == 2
+    again = facts((1, Decimal("1.00"), H1), (2, Decimal("2.50"), H1_NEW), (3, Decimal("3.00"), H1))
+    assert warehouse.load(FACT, again, "f-2") == 2  # (1, H1) is known: only the new versions
+    assert warehouse.load(FACT, again, "f-2") == 0  # reloaded: nothing new
+    assert rows_of(db, "SELECT source_id, amount FROM core.fact_payment ORDER BY fact_id") == [
+        (1, Decimal("1.00")),
+        (2, Decimal("2.00")),
+        (2, Decimal("2.50")),
+        (3, Decimal("3.00")),
+    ]
+
+
+def test_a_version_committed_by_another_writer_mid_merge_is_skipped_not_refused(warehouse, db, warehouse_db):
+    """The key-order merge meets a row another transaction inserted after it looked: it falls back
+    to the general merge (``ON CONFLICT DO NOTHING``) instead of failing the object."""
+    other = _connect(warehouse_db)
+    other.autocommit = False
+    other.execute("INSERT INTO core.fact_payment (source_id, amount, row_hash) VALUES (2, 9.99, %s)", (H2,))
+    result: dict[str, object] = {}
+
+    def load() -> None:
+        try:
+            result["merged"] = warehouse.load(
+                FACT, facts((1, Decimal("1.00"), H1), (2, Decimal("2.00"), H2)), "f-race"
+            )
+        except Exception as exc:
+            result["error"] = exc
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    # The load's insert waits on the uncommitted (2, H2) of the other transaction; then it commits.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = db.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND query LIKE '%NOT EXISTS%'"
+        ).fetchone()[0]
+        if waiting:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the load never waited on the other writer's row")
+    other.commit()
+    other.close()
+    loader.join(timeout=30)
+    assert "error" not in result, result.get("error")
+    assert result["merged"] == 1
+    assert rows_of(db, "SELECT source_id, amount FROM core.fact_payment ORDER BY source_id") == [
+        (1, Decimal("1.00")),
+        (2, Decimal("9.99")),  # the other writer's row stays
+    ]

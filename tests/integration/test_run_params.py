@@ -26,7 +26,6 @@ from tests.integration.test_totesys_end_to_end import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-
 @pytest.fixture(scope="module")
 def first_run(pipeline):  # noqa: F811 - the end-to-end module's fixture, used by name
     """A fresh source, warehouse and buckets, and the first, scheduled-style run: every table's

@@ -482,8 +482,9 @@ def test_poison_files_are_rejected_alone_and_the_good_one_goes_on(
         assert status == "rejected" and loaded == 0 and rows_read == rejected
         error_key = statuses[key][6]
         assert error_key.startswith(f"errors/{source}/{FEED}/{DAY}/")
-        assert json.loads(s3.get_object(Bucket=bucket, Key=error_key + ".reason.json")["Body"].read())[
-            "reason"
-        ] == reasons[key]
+        assert (
+            json.loads(s3.get_object(Bucket=bucket, Key=error_key + ".reason.json")["Body"].read())["reason"]
+            == reasons[key]
+        )
     # Nothing is left pending for a later run to trip over.
     assert [o for o in Ledger().pending_landed(source)] == []

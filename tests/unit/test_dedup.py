@@ -141,7 +141,13 @@ def test_labelled_set_is_deterministic_and_holds_every_kind(labelled):
 
     kinds = Counter(labelled.truth["kind"])
     assert set(kinds) == {
-        "duplicate", "moved", "new", "same_surname_town", "same_name", "household", "batch_new",
+        "duplicate",
+        "moved",
+        "new",
+        "same_surname_town",
+        "same_name",
+        "household",
+        "batch_new",
     }
     assert len(labelled.candidates) == 3_000 and labelled.candidates["partner_customer_ref"].is_unique
     assert (labelled.candidates["partner_customer_ref"] == labelled.truth["partner_customer_ref"]).all()
@@ -155,8 +161,16 @@ def test_labelled_set_is_deterministic_and_holds_every_kind(labelled):
 def test_labelled_duplicates_carry_the_noise_the_matcher_must_see_through(labelled):
     noise = " ".join(labelled.truth.loc[labelled.truth["kind"] == "duplicate", "noise"])
     for kind in (
-        "name typo (transpose)", "name typo (substitute)", "Last, First", "upper case name", "title",
-        "accents dropped", "street abbreviated", "postcode unspaced", "phone format", "email missing",
+        "name typo (transpose)",
+        "name typo (substitute)",
+        "Last, First",
+        "upper case name",
+        "title",
+        "accents dropped",
+        "street abbreviated",
+        "postcode unspaced",
+        "phone format",
+        "email missing",
     ):
         assert kind in noise
     # The names really are re-typed: a sizeable share differ from the customer's own after normalising.

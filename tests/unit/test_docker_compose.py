@@ -473,3 +473,12 @@ def test_docker_compose_accepts_the_file_with_the_example_env():
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_tasks_use_the_same_arrow_allocator_locally_in_compose_and_on_mwaa(airflow_env):
+    """pyarrow's allocator bounds a task's peak memory (issue 11): one setting, declared three times."""
+    from infra.mwaa.package import STARTUP
+
+    local = settings.airflow_environment({})["ARROW_DEFAULT_MEMORY_POOL"]
+    assert local == airflow_env["ARROW_DEFAULT_MEMORY_POOL"] == "system"
+    assert f"export ARROW_DEFAULT_MEMORY_POOL={local}" in STARTUP.splitlines()

@@ -294,3 +294,15 @@ def test_a_mysql_feed_may_ask_for_the_daily_reconciliation(modelled):
     assert type(task) is MySqlReconcileOperator and task.task_id == "reconcile_author"
     assert (task.spec.name, task.spec.key, task.spec.cursor) == ("author", "author_id", "updated_at")
     assert factory.extract(config, author).overlap.total_seconds() == 45 * 60
+
+
+def test_the_totesys_targets_resolve_and_type_every_model():
+    """The transform resolves ``targets:`` when it runs (not at DAG parse time): it must resolve."""
+    from include.etlkit.pipelines.config import load_pipeline
+    from include.etlkit.transform.engine import resolve_targets
+
+    config = load_pipeline("totesys")
+    targets = resolve_targets(config.targets)
+    assert {model.name for model in config.models} <= set(targets.schemas)
+    with pytest.raises(ValueError, match="<module>:<attribute>"):
+        resolve_targets("include.etlkit.totesys.model")

@@ -11,14 +11,20 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import pyarrow as pa
-import pyarrow.csv as pacsv
+from typing import TYPE_CHECKING
 
 from include.etlkit.control.source_files import SourceFileRecord, write_source_file
 from include.etlkit.control.store import ControlStore
+from include.etlkit.lazy import lazy_module
 from include.etlkit.storage import StoredObject
 from include.etlkit.windows import ExtractWindow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pacsv = lazy_module("pyarrow.csv")
 
 # Every control table that remembers something per source: what was landed, validated, processed and
 # loaded, how far each extract got, the files and schemas seen. ``Ledger.forget`` clears them together.

@@ -180,9 +180,7 @@ class _Scored:
         tf = f", name frequency {self.tf[k]:+.1f}" if self.tf[k] else ""
         if self.household[k]:
             tf += f", another given name in the family: at most {HOUSEHOLD_CAP_BITS:+.0f} bits"
-        return (
-            ", ".join(parts) + f"{tf}; {self.total[k]:+.1f} bits with prior {self.weights.prior_bits:+.1f}"
-        )
+        return ", ".join(parts) + f"{tf}; {self.total[k]:+.1f} bits with prior {self.weights.prior_bits:+.1f}"
 
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -295,9 +293,7 @@ class CustomerMatcher:
             decisions[i] = old._replace(customer_id=customer_id, explanation=f"{note}; {old.explanation}")
         return decisions
 
-    def match_frame(
-        self, candidates: pd.DataFrame, next_id: Callable[[], int] | None = None
-    ) -> pd.DataFrame:
+    def match_frame(self, candidates: pd.DataFrame, next_id: Callable[[], int] | None = None) -> pd.DataFrame:
         """``match`` as a DataFrame (columns ``DECISION_COLUMNS``)."""
         return decisions_frame(self.match(candidates, next_id))
 

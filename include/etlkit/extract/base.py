@@ -12,13 +12,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.extract.landing import Landing
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import DatasetRef, ReportsLineage
 from include.etlkit.run_params import refresh_from
 from include.etlkit.windows import (
@@ -28,6 +28,11 @@ from include.etlkit.windows import (
     run_interval,
     source_clock,
 )
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
 
 
 @dataclass(frozen=True)

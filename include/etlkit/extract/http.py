@@ -28,19 +28,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urljoin, urlsplit
 
-import requests
 import tenacity
-from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.etlkit.extract.landing import Landing
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import DatasetRef, ReportsLineage, http_scheme, remote_dataset
 from include.etlkit.redaction import mask_sensitive_parameters
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
+
+if TYPE_CHECKING:
+    import requests
+
+    from include.etlkit.extract.http_hook import ApiHttpHook
+else:  # imported on first use, not while a DAG file is parsed
+    requests = lazy_module("requests")
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 JITTER = 0.25  # each backoff wait is stretched by up to this fraction, so clients do not retry in step
@@ -219,56 +225,6 @@ class NextLinkPagination:
                 f"and ended the listing after {progress.rows} rows"
             )
         return None
-
-
-# -- the hook --------------------------------------------------------------------------------------
-
-
-class BearerAuth(requests.auth.AuthBase):
-    """``Authorization: Bearer <token>``; its repr never shows the token."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "BearerAuth(token=***)"
-
-
-class ApiHttpHook(HttpHook):
-    """:class:`HttpHook` that also reads ``auth_type`` from the connection's extras.
-
-    The provider (6.0.5) only does basic auth from login/password and sends every other extra as a
-    request header, so ``{"auth_type": "bearer"}`` would go out as a header and the token in the
-    password would be ignored. Here ``auth_type`` ``"bearer"`` sends the password as a bearer token,
-    ``"basic"`` (or none) keeps the provider's basic auth, and ``auth_type`` is never sent.
-    """
-
-    AUTH_EXTRA = "auth_type"
-
-    def _extract_auth(self, connection: Any) -> Any | None:
-        auth_type = str(connection.extra_dejson.get(self.AUTH_EXTRA) or "basic").lower()
-        if auth_type == "bearer":
-            if not connection.password:
-                raise HttpAuthError(
-                    f"connection {self.http_conn_id!r} asks for bearer auth but has no token in its password"
-                )
-            return BearerAuth(connection.password)
-        if auth_type == "basic":
-            return super()._extract_auth(connection)
-        raise HttpAuthError(
-            f"connection {self.http_conn_id!r}: unsupported auth_type {auth_type!r} (use 'bearer' or 'basic')"
-        )
-
-    def _configure_session_from_extra(
-        self, session: requests.Session, connection: Any, extra_options: dict[str, Any]
-    ) -> requests.Session:
-        session = super()._configure_session_from_extra(session, connection, extra_options)
-        session.headers.pop(self.AUTH_EXTRA, None)
-        return session
 
 
 class _Retryable(Exception):
@@ -458,6 +414,8 @@ class HttpApiExtractOperator(ReportsLineage, BaseOperator):
 
     def _collect(self, spool: _Spool) -> None:
         """Walk the listing, spooling records to ``spool.path`` in the server's order."""
+        from include.etlkit.extract.http_hook import ApiHttpHook  # the provider loads requests, aiohttp
+
         hook = ApiHttpHook(method="GET", http_conn_id=self.http_conn_id)
         session = hook.get_conn()
         first_url = hook.url_from_endpoint(self.endpoint)

@@ -23,17 +23,22 @@ import logging
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import DELETED_AT, Ledger, VersionColumns, deletions_of
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import RunLineage
 from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.windows import ExtractWindow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
 
 
 class Landing:

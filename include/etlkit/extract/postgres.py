@@ -14,17 +14,26 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from psycopg import sql
-
+from include.etlkit import adbc
+from include.etlkit.adbc import conninfo
 from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
+from include.etlkit.lazy import lazy_module
 from include.etlkit.windows import ExtractWindow
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from psycopg import sql
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
+    sql = lazy_module("psycopg.sql")
 
 __all__ = [
     "ROW_HASH",
@@ -237,23 +246,11 @@ def _selected(name: str, kind: pa.DataType) -> sql.Composable:
     return column
 
 
-def conninfo(conn: Any) -> str:
-    """The libpq conninfo an open psycopg connection was made with (its password too: never log it)."""
-    import psycopg
-
-    params = conn.info.get_parameters()
-    if conn.info.password:
-        params["password"] = conn.info.password
-    return psycopg.conninfo.make_conninfo(**params)
-
-
-def read_arrow(conninfo: str, query: str, columns: list[tuple[str, pa.DataType]]) -> Iterator[pa.RecordBatch]:
+def read_arrow(info: str, query: str, columns: list[tuple[str, pa.DataType]]) -> Iterator[pa.RecordBatch]:
     """Run ``query`` through the ADBC PostgreSQL driver: binary COPY into Arrow, batch by batch,
     each batch cast to the catalogue's types (``columns``)."""
-    import adbc_driver_postgresql.dbapi as adbc
-
     schema = pa.schema(columns)
-    with adbc.connect(conninfo) as conn, conn.cursor() as cur:
+    with adbc.connect(info) as conn, conn.cursor() as cur:
         cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
         cur.execute(query)
         for batch in cur.fetch_record_batch():

@@ -17,15 +17,22 @@ marks those rows deleted (see :mod:`include.etlkit.transform.deletions`).
 
 from __future__ import annotations
 
-from typing import Any
-
-import pyarrow as pa
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.landing import Landing, land_deletions
 from include.etlkit.extract.postgres import PostgresTableExtractOperator, read_arrow, row_identity
+from include.etlkit.lazy import lazy_module
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from psycopg import sql
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    sql = lazy_module("psycopg.sql")
 
 
 class PostgresReconcileOperator(PostgresTableExtractOperator):

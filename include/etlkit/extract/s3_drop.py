@@ -225,9 +225,9 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
         return [s3_dataset(self.drop_bucket or self.bucket, normalise_prefix(self.drop_prefix))]
 
     def get_client(self) -> Any:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from include.etlkit.storage import s3_client
 
-        return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return s3_client(self.aws_conn_id)
 
     def _check_layout(self, drop_bucket: str, prefix: str) -> None:
         """Refuse a drop that would contain the landed copies: they would be landed again, forever."""

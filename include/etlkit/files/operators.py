@@ -30,6 +30,7 @@ error) is left pending, the others go on, and the task fails at the end so a ret
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import posixpath
@@ -38,10 +39,8 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
@@ -51,8 +50,16 @@ from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.files.status import FileStatusStore
 from include.etlkit.files.validate import REJECTED, ValidationResult, validate
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
 from include.etlkit.storage import ImmutableObjectConflict, ImmutableStore, StoredObject
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
 
 QUARANTINE_PREFIX = "quarantine"
 ERROR_PREFIX = "errors"
@@ -152,10 +159,15 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         if not datasets:
             raise ValueError("ValidateLandedFilesOperator needs at least one dataset")
         self.source = source
-        self.datasets = {name: _schema(schema, name) for name, schema in datasets.items()}
+        self.declared = dict(datasets)
         self.ingestion_bucket = ingestion_bucket
         self.processed_bucket = processed_bucket
         self.aws_conn_id = aws_conn_id
+
+    @functools.cached_property
+    def datasets(self) -> dict[str, FileSchema]:
+        """The declared schemas, built when the task runs (bounds and choices become pyarrow values)."""
+        return {name: _schema(schema, name) for name, schema in self.declared.items()}
 
     def execute(self, context: Any) -> dict[str, Any]:
         run_id = context["run_id"]

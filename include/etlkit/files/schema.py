@@ -36,13 +36,18 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.files.readers import ReaderOptions
+from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 STRING, INT, DECIMAL, FLOAT, DATE, TIMESTAMP, BOOL = (
     "string",

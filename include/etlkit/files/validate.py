@@ -34,11 +34,7 @@ import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from include.etlkit.files.schema import (
     BOOL,
@@ -56,6 +52,16 @@ from include.etlkit.files.schema import (
     normalise_name,
     typed_values,
 )
+from include.etlkit.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+else:  # imported on first use, not while a DAG file is parsed
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
 
 VALIDATED = "validated"
 PARTIALLY_QUARANTINED = "partially_quarantined"
@@ -74,7 +80,6 @@ TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+
 NANO_ZEROS = (r"(\.\d{6})0{1,3}", r"\1")
 ZONED = r"(Z|[+-]\d{2}:?\d{2})$"
 CONTROL_CHARS = r"[\x00-\x1f]"
-US = pa.timestamp("us")
 
 
 @dataclass(frozen=True)
@@ -449,7 +454,8 @@ def _strptime(values: pa.Array, formats: Sequence[str]) -> pa.Array:
     it back gives the input; one that does not (no zero padding, say '2/1/2024') is parsed again
     strictly by Python's ``datetime.strptime``. Formatting is slow in Arrow, hence only those.
     """
-    result = pa.nulls(len(values), US)
+    micros = pa.timestamp("us")
+    result = pa.nulls(len(values), micros)
     for fmt in formats:
         todo = pc.if_else(pc.is_null(result), values, pa.scalar(None, pa.string()))
         # Seconds, not microseconds: Arrow's strftime writes %S with the unit's fraction.
@@ -462,8 +468,8 @@ def _strptime(values: pa.Array, formats: Sequence[str]) -> pa.Array:
                 strict = [_strict_strptime(v, fmt) for v in todo.take(doubtful).to_pylist()]
                 mask = np.zeros(len(values), dtype=bool)
                 mask[doubtful.to_numpy()] = True
-                stamps = pc.replace_with_mask(stamps.cast(US), pa.array(mask), pa.array(strict, US))
-        result = pc.coalesce(result, stamps.cast(US))
+                stamps = pc.replace_with_mask(stamps.cast(micros), pa.array(mask), pa.array(strict, micros))
+        result = pc.coalesce(result, stamps.cast(micros))
     return result
 
 

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import Ledger, deletions_of
 from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, sql_tables
 from include.etlkit.load.warehouse import TableLoad, Warehouse, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.redaction import redact
 from include.etlkit.storage import ImmutableStore
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pq = lazy_module("pyarrow.parquet")
 
 
 class LoadProcessedOperator(ReportsLineage, BaseOperator):
@@ -140,6 +145,7 @@ class LoadProcessedOperator(ReportsLineage, BaseOperator):
         if landed:
             self.lineage.wrote(self.lineage_table(warehouse.conn_id, spec.landing_schema, table), rows=rows)
         self.lineage.wrote(self.lineage_table(warehouse.conn_id, spec.core_schema, table), rows=changed)
+
 
 class WarehouseScriptOperator(ReportsLineage, BaseOperator):
     """Run ``sql/<dialect>/<script>`` (DDL, marts, dim_date...) on the warehouse chosen at run time.

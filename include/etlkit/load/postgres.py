@@ -1,8 +1,9 @@
 """Load processed Parquet into a PostgreSQL warehouse: ``landing`` copies, then ``core`` by key.
 
-One transaction per object and table: the object's rows are COPYed into ``landing.<table>``
-(tagged with the object's key as ``_load_id``, replacing any earlier copy of the same object), then
-merged into ``core.<table>`` from exactly those landing rows:
+One transaction per object and table: the object's rows are written once, by binary COPY from
+Arrow (the ADBC driver, :mod:`include.etlkit.adbc`), into ``landing.<table>``, tagged with the
+object's key as ``_load_id`` and their place in it as ``_ordinal`` (replacing any earlier copy of the
+same object), then merged into ``core.<table>`` from exactly those landing rows:
 
 - dimensions (``merge="upsert"``): ``INSERT ... ON CONFLICT (key) DO UPDATE``, latest values win;
 - facts (``merge="versions"``): ``INSERT ... ON CONFLICT (key, row_hash) DO NOTHING``, so every
@@ -14,21 +15,37 @@ even though the warehouse and the control tables are different databases.
 
 from __future__ import annotations
 
-import io
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-from psycopg import sql
-
+from include.etlkit import adbc
 from include.etlkit.control.ledger import DELETED_AT
-from include.etlkit.load.warehouse import BATCH_ROWS, LOAD_ID, LOAD_REGISTRY, TableLoad
+from include.etlkit.lazy import lazy_module
+from include.etlkit.load.warehouse import (
+    BATCH_ROWS,
+    LOAD_ID,
+    LOAD_REGISTRY,
+    LOAD_WORK_MEM_MB,
+    ORDINAL,
+    TableLoad,
+)
 from include.etlkit.storage import ImmutableStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from psycopg import sql
+else:  # imported on first use, not while a DAG file is parsed
+    np = lazy_module("numpy")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
+    sql = lazy_module("psycopg.sql")
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -147,10 +164,12 @@ class PostgresWarehouse:
     @staticmethod
     def refuses(error: BaseException) -> bool:
         """Whether ``error`` is PostgreSQL refusing the object's data (a value too long, a constraint),
-        not the warehouse being unavailable: such an object is rejected, and the load goes on."""
-        import psycopg
+        not the warehouse being unavailable: such an object is rejected, and the load goes on.
 
-        return isinstance(error, psycopg.errors.DataError | psycopg.errors.IntegrityError)
+        Read from the SQLSTATE (class 22, data exception; 23, integrity constraint violation), which
+        psycopg's and ADBC's errors both carry: a connection killed mid-load (57P01) is not refusal.
+        """
+        return str(getattr(error, "sqlstate", None) or "")[:2] in ("22", "23")
 
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """Download ``s3://bucket/key`` and load it (load id: the key); see :meth:`load_parquet`."""
@@ -165,9 +184,8 @@ class PostgresWarehouse:
         follows its objects. Only missing columns are altered, so a load takes no exclusive lock on
         a landing table that already fits.
         """
-        columns = [
-            sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(postgres_type(f.type))) for f in schema
-        ]
+        wanted = [(f.name, postgres_type(f.type)) for f in schema] + [(ORDINAL, "bigint")]
+        columns = [sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind)) for name, kind in wanted]
         columns.append(sql.SQL("{} text NOT NULL").format(sql.Identifier(LOAD_ID)))
         columns.append(sql.SQL("_loaded_at timestamptz NOT NULL DEFAULT now()"))
         statement = sql.SQL(
@@ -187,13 +205,13 @@ class PostgresWarehouse:
                     (spec.landing_schema, spec.warehouse_table),
                 )
                 existing = {name for (name,) in cur.fetchall()}
-                for f in schema:
-                    if f.name not in existing:
+                for name, kind in wanted:
+                    if name not in existing:
                         cur.execute(
                             sql.SQL("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} {type}").format(
                                 t=sql.Identifier(spec.landing_schema, spec.warehouse_table),
-                                c=sql.Identifier(f.name),
-                                type=sql.SQL(postgres_type(f.type)),
+                                c=sql.Identifier(name),
+                                type=sql.SQL(kind),
                             )
                         )
                 cur.execute(
@@ -215,7 +233,9 @@ class PostgresWarehouse:
 
     def load_parquet(self, spec: TableLoad, path: Path, load_id: str) -> tuple[int, int]:
         """Load a Parquet file batch by batch; returns (rows read, core rows inserted/updated)."""
-        parquet = pq.ParquetFile(path)
+        # A local file, read a column chunk at a time through a small buffer rather than pre-buffered
+        # whole (what helps over S3 costs a row group's compressed size in memory here).
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         self.ensure_landing(spec, parquet.schema_arrow)
         reader = pa.RecordBatchReader.from_batches(
             parquet.schema_arrow, parquet.iter_batches(batch_size=BATCH_ROWS)
@@ -225,71 +245,114 @@ class PostgresWarehouse:
     def load(self, spec: TableLoad, rows: pa.Table | pa.RecordBatchReader, load_id: str) -> int:
         """Land ``rows`` and merge them into core in one transaction; returns core rows inserted/updated.
 
-        ``rows`` may be a reader of record batches: it is COPYed batch by batch, so memory stays
-        bounded by the batch size, not by the object's size.
+        ``rows`` may be a reader of record batches: it is written batch by batch (binary COPY through
+        ADBC), so memory stays bounded by the batch size, not by the object's size.
         """
         landing = sql.Identifier(spec.landing_schema, spec.warehouse_table)
-        names = rows.schema.names
-        column_list = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-        batches = rows.to_batches() if isinstance(rows, pa.Table) else rows
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                # The load id's row in the registry is locked first: a second transaction loading the
-                # same object waits here until this one commits, then replaces its rows rather than
-                # adding a second copy beside them (its DELETE would not see rows not yet committed).
-                cur.execute(
+        names = [n for n in rows.schema.names if n not in (LOAD_ID, ORDINAL)]
+        order = KeyOrder(spec.key[0])
+        tagged = pa.RecordBatchReader.from_batches(
+            _tagged_schema(rows.schema, names), _tagged(rows, names, load_id, order)
+        )
+        with (
+            adbc.connect(adbc.hook_conninfo(self.conn_id)) as conn,
+            conn.cursor() as cur,
+            adbc.transaction(cur),
+        ):
+            # The merge sorts the object's rows (by _ordinal, by key): in memory up to this much.
+            cur.execute(f"SET LOCAL work_mem = '{int(LOAD_WORK_MEM_MB)}MB'")
+            # The load id's row in the registry is locked first: a second transaction loading the
+            # same object waits here until this one commits, then replaces its rows rather than
+            # adding a second copy beside them (its DELETE would not see rows not yet committed).
+            cur.execute(
+                _text(
                     sql.SQL(
-                        "INSERT INTO {r} (table_name, load_id) VALUES (%s, %s) "
+                        "INSERT INTO {r} (table_name, load_id) VALUES ($1, $2) "
                         "ON CONFLICT (table_name, load_id) DO UPDATE SET loaded_at = now()"
-                    ).format(r=sql.Identifier(spec.landing_schema, LOAD_REGISTRY)),
-                    (spec.warehouse_table, load_id),
-                )
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} = %s").format(landing, sql.Identifier(LOAD_ID)),
-                    (load_id,),
-                )
-                # Staging keeps the input order (``_ordinal``): when a batch holds several versions
-                # of a key, the last one in the object wins, whatever the physical row order.
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
-                    ).format(column_list, landing)
-                )
-                cur.execute("ALTER TABLE incoming ADD COLUMN _ordinal bigserial")
-                with cur.copy(
-                    sql.SQL("COPY incoming ({}) FROM STDIN WITH (FORMAT csv)").format(column_list)
-                ) as copy:
-                    for batch in batches:
-                        buffer = io.BytesIO()
-                        pacsv.write_csv(batch, buffer, write_options=pacsv.WriteOptions(include_header=False))
-                        copy.write(buffer.getbuffer())
-                cur.execute(
-                    sql.SQL(
-                        "INSERT INTO {} ({cols}, {lid}) SELECT {cols}, %s FROM incoming ORDER BY _ordinal"
-                    ).format(landing, cols=column_list, lid=sql.Identifier(LOAD_ID)),
-                    (load_id,),
-                )
-                cur.execute(self._merge(spec, [n for n in names if n not in spec.landing_only]))
-                merged = cur.rowcount
-            conn.commit()
-            return merged
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.close()
+                    ).format(r=sql.Identifier(spec.landing_schema, LOAD_REGISTRY))
+                ),
+                parameters=(spec.warehouse_table, load_id),
+            )
+            cur.execute(
+                _text(sql.SQL("DELETE FROM {} WHERE {} = $1").format(landing, sql.Identifier(LOAD_ID))),
+                parameters=(load_id,),
+            )
+            cur.adbc_ingest(spec.warehouse_table, tagged, mode="append", db_schema_name=spec.landing_schema)
+            return self._merge_into_core(
+                cur, spec, [n for n in names if n not in spec.landing_only], load_id, order.rising
+            )
+
+    def _merge_into_core(
+        self, cur: Any, spec: TableLoad, names: Sequence[str], load_id: str, rising: bool
+    ) -> int:
+        """Merge the object's landing rows into core; returns the rows inserted or updated.
+
+        An object whose leading key column only rises (an extract's object, ordered by key) holds
+        each key once: its rows need no sort and, for versions, no ``ON CONFLICT`` (PostgreSQL's
+        speculative insertion costs more than the insert itself). Should a row still collide (a
+        writer outside the loads, which take turns per source), the merge is redone the general way.
+        """
+
+        def run(statement: sql.Composed) -> int:
+            # ADBC reports no row count for a statement: the merge counts its own rows.
+            counted = sql.SQL("WITH merged AS ({} RETURNING 1) SELECT count(*) FROM merged").format(statement)
+            cur.execute(_text(counted), parameters=(load_id,))
+            return int(cur.fetchone()[0])
+
+        if not rising:
+            return run(self._merge(spec, names))
+        cur.execute("SAVEPOINT merge_in_key_order")
+        try:
+            return run(self._merge(spec, names, keys_once=True))
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT merge_in_key_order")
+            return run(self._merge(spec, names))
 
     @staticmethod
-    def _merge(spec: TableLoad, names: Sequence[str]) -> sql.Composed:
+    def _merge(spec: TableLoad, names: Sequence[str], keys_once: bool = False) -> sql.Composed:
+        """The merge of one object's landing rows (its load id: ``$1``) into core.
+
+        ``keys_once``: the object is known to hold each key once (see :meth:`_merge_into_core`).
+        """
         core = sql.Identifier(spec.core_schema, spec.warehouse_table)
         cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         key = sql.SQL(", ").join(sql.Identifier(k) for k in spec.key)
-        # One row per key from this object: the last one in it.
-        source = sql.SQL(
-            "SELECT DISTINCT ON ({key}) {cols} FROM incoming ORDER BY {key}, _ordinal DESC"
-        ).format(key=key, cols=cols)
+        landing = sql.Identifier(spec.landing_schema, spec.warehouse_table)
+        this_object = sql.SQL("FROM {landing} WHERE {lid} = $1").format(
+            landing=landing, lid=sql.Identifier(LOAD_ID)
+        )
         updates = [n for n in names if n not in spec.key]
+        if spec.merge == "versions" and keys_once:
+            # Each key once: the versions core lacks, in any order, with no conflict to arbitrate.
+            known = sql.SQL(" AND ").join(
+                sql.SQL("c.{k} = l.{k}").format(k=sql.Identifier(k)) for k in spec.key
+            )
+            return sql.SQL(
+                "INSERT INTO {core} ({cols}) SELECT {l_cols} FROM {landing} AS l WHERE l.{lid} = $1 "
+                "AND NOT EXISTS (SELECT 1 FROM {core} AS c WHERE {known})"
+            ).format(
+                core=core,
+                cols=cols,
+                l_cols=sql.SQL(", ").join(sql.SQL("l.{}").format(sql.Identifier(n)) for n in names),
+                landing=landing,
+                lid=sql.Identifier(LOAD_ID),
+                known=known,
+            )
+        if spec.merge == "versions":
+            # Every version is a row, in the object's order (the record ids follow it); a version
+            # already in core, or twice in the object, is skipped by the conflict on its key.
+            source = sql.SQL("SELECT {cols} {this} ORDER BY {o}").format(
+                cols=cols, this=this_object, o=sql.Identifier(ORDINAL)
+            )
+        elif keys_once:
+            source = sql.SQL("SELECT {cols} {this}").format(cols=cols, this=this_object)
+        else:
+            # One row per key from this object: the last one in it.
+            source = sql.SQL("SELECT DISTINCT ON ({key}) {cols} {this} ORDER BY {key}, {o} DESC").format(
+                key=key, cols=cols, this=this_object, o=sql.Identifier(ORDINAL)
+            )
         if spec.merge == "versions" or not updates:
             conflict = sql.SQL("DO NOTHING")
         else:
@@ -311,3 +374,60 @@ class PostgresWarehouse:
         return sql.SQL(
             "INSERT INTO {core} AS target ({cols}) {source} ON CONFLICT ({key}) {conflict}"
         ).format(core=core, cols=cols, source=source, key=key, conflict=conflict)
+
+
+def _text(statement: sql.Composable) -> str:
+    """A composed statement as text for ADBC (identifiers quoted by psycopg; values stay ``$n``)."""
+    return statement.as_string(None)
+
+
+def _tagged_schema(schema: pa.Schema, names: Sequence[str]) -> pa.Schema:
+    return pa.schema(
+        [schema.field(n) for n in names] + [pa.field(LOAD_ID, pa.string()), pa.field(ORDINAL, pa.int64())]
+    )
+
+
+def _tagged(
+    rows: pa.Table | pa.RecordBatchReader, names: Sequence[str], load_id: str, order: KeyOrder
+) -> Iterator[pa.RecordBatch]:
+    """The object's batches with the landing columns: its load id and each row's place in it
+    (``order`` watches the leading key column go by)."""
+    schema = _tagged_schema(rows.schema, names)
+    batches = rows.to_batches() if isinstance(rows, pa.Table) else rows
+    offset = 0
+    for batch in batches:
+        count = batch.num_rows
+        ordinal = pa.array(np.arange(offset, offset + count, dtype=np.int64))
+        offset += count
+        order.see(batch.column(order.column))
+        yield pa.record_batch(
+            [batch.column(n) for n in names] + [pa.repeat(pa.scalar(load_id), count), ordinal], schema=schema
+        )
+
+
+UNIQUE_VIOLATION = "23505"
+READ_BUFFER_BYTES = 1 << 20
+
+
+class KeyOrder:
+    """Watches an object's leading key column as its batches go by: does it only rise?
+
+    Written by hand because it is one comparison per batch: an object that passes holds each key
+    once, which lets the merge skip a sort and PostgreSQL's conflict arbitration.
+    """
+
+    def __init__(self, column: str) -> None:
+        self.column = column
+        self.rising = True
+        self._last: Any = None
+
+    def see(self, values: pa.Array) -> None:
+        if not self.rising or not len(values):
+            return
+        if values.null_count or (self._last is not None and not pc.greater(values[0], self._last).as_py()):
+            self.rising = False
+            return
+        if len(values) > 1 and not pc.all(pc.greater(values[1:], values[:-1])).as_py():
+            self.rising = False
+            return
+        self._last = values[-1]

@@ -42,16 +42,20 @@ import re
 import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any, Protocol
 
 from include.etlkit.control.ledger import DELETED_AT
-from include.etlkit.load.warehouse import LOAD_ID, TableLoad
+from include.etlkit.lazy import lazy_module
+from include.etlkit.load.warehouse import LOAD_ID, ORDINAL, TableLoad
 from include.etlkit.storage import ImmutableStore
 
-ORDINAL = "_ordinal"
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+
 LOADED_AT = "_loaded_at"
 DEFAULT_STAGE = "landing.processed"  # the external stage over the processed bucket's root
 # Characters a processed key may have to be written unquoted in a stage path (keys are

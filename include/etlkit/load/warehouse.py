@@ -23,11 +23,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import pyarrow as pa
+from include.etlkit.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+
 
 LOAD_ID = "_load_id"
+# A landing column: each row's place in its object, so the last version of a key in an object wins
+# and fact versions get their record ids in the object's order, whatever the physical row order.
+ORDINAL = "_ordinal"
 # A landing-only column of JSON: what a source row holds beyond its table's columns (a retail file's
 # extra columns; a column added to a source after its models were written). Kept in ``landing``,
 # never merged into ``core``, so nothing the source sent is dropped on the way to the warehouse.
@@ -36,6 +45,8 @@ ADDITIONAL_COLUMN = "additional_column"
 # object (PostgreSQL; Snowflake's COPY load history keeps a file loaded once by itself).
 LOAD_REGISTRY = "_load"
 BATCH_ROWS = 100_000  # rows per batch wherever an object is streamed: bounds memory, not the object
+# The warehouse session's sort memory for a merge (PostgreSQL work_mem): beyond it, the sort spills.
+LOAD_WORK_MEM_MB = 256
 
 WAREHOUSE_CONN_ID_VARIABLE = "warehouse_conn_id"
 DEFAULT_WAREHOUSE_CONN_ID = "warehouse"

@@ -59,8 +59,18 @@ LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
 WAREHOUSE_OPTIONS = frozenset({"ddl", "after_load", "marts"})
 # Top-level keys every pipeline file may have; anything else is a setting of the pipeline's own.
 TOP_LEVEL = frozenset(
-    {"source", "start", "ingest_schedule", "drops_schedule", "reconcile_schedule", "feeds", "models",
-     "targets", "warehouse", "checks"}
+    {
+        "source",
+        "start",
+        "ingest_schedule",
+        "drops_schedule",
+        "reconcile_schedule",
+        "feeds",
+        "models",
+        "targets",
+        "warehouse",
+        "checks",
+    }
 )
 # Columns the validation step adds to every processed file: kept in ``landing`` for lineage only.
 LINEAGE_COLUMNS = (SOURCE_ROW,)

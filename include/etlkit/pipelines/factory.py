@@ -3,38 +3,24 @@
 The DAG files call these and stay thin: adding a feed to ``include/config/<source>.yaml`` adds its
 tasks everywhere without touching a DAG file. Each builder maps a feed's kind to the framework's
 operator for that kind; there is exactly one operator per kind of source.
+
+Each builder imports its operator's module when it builds the task, so a DAG file parses only the
+operators it uses (issue 11: DAG parse time).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from include.etlkit.extract.base import TableSpec
-from include.etlkit.extract.ftp import FtpFileExtractOperator
-from include.etlkit.extract.http import (
-    HttpApiExtractOperator,
-    NextLinkPagination,
-    OffsetPagination,
-    PageNumberPagination,
-)
-from include.etlkit.extract.mysql import MySqlTableExtractOperator
-from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
-from include.etlkit.extract.postgres import PostgresTableExtractOperator
-from include.etlkit.extract.reconcile import PostgresReconcileOperator
-from include.etlkit.extract.s3_drop import S3DropExtractOperator
-from include.etlkit.extract.sftp import SftpFileExtractOperator
-from include.etlkit.files.operators import ValidateLandedFilesOperator
-from include.etlkit.files.schema import FileSchema
-from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.pipelines.config import KIND_OPTIONS, Feed, PipelineConfig
-from include.etlkit.sensors.s3_drop import S3DropSensor
-from include.etlkit.transform.engine import Targets
-from include.etlkit.transform.operators import TransformLandedOperator
+
+if TYPE_CHECKING:
+    from include.etlkit.extract.base import TableSpec
+    from include.etlkit.files.schema import FileSchema
 
 INGESTION_BUCKET = "{{ var.value.ingestion_bucket }}"
 PROCESSED_BUCKET = "{{ var.value.processed_bucket }}"
@@ -48,6 +34,8 @@ def _table_options(feed: Feed) -> dict[str, Any]:
 
 
 def _postgres_table(feed: Feed) -> TableSpec:
+    from include.etlkit.extract.base import TableSpec
+
     return TableSpec(
         feed.name,
         feed.option("key"),
@@ -57,6 +45,8 @@ def _postgres_table(feed: Feed) -> TableSpec:
 
 
 def _postgres(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.postgres import PostgresTableExtractOperator
+
     return PostgresTableExtractOperator(
         table=_postgres_table(feed),
         source=config.source,
@@ -68,6 +58,8 @@ def _postgres(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator
 
 
 def _mysql_table(feed: Feed) -> TableSpec:
+    from include.etlkit.extract.base import TableSpec
+
     return TableSpec(feed.name, feed.option("key"), cursor=feed.option("cursor", "updated_at"))
 
 
@@ -76,6 +68,8 @@ def _mysql_options(feed: Feed) -> dict[str, Any]:
 
 
 def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.mysql import MySqlTableExtractOperator
+
     return MySqlTableExtractOperator(
         table=_mysql_table(feed),
         source=config.source,
@@ -88,6 +82,8 @@ def _mysql(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
 
 
 def _pagination(options: dict[str, Any] | None) -> Any:
+    from include.etlkit.extract.http import NextLinkPagination, OffsetPagination, PageNumberPagination
+
     options = dict(options or {"style": "page"})
     style = options.pop("style", "page")
     if style == "page":
@@ -100,6 +96,8 @@ def _pagination(options: dict[str, Any] | None) -> Any:
 
 
 def _http(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.http import HttpApiExtractOperator
+
     extra = {k: feed.option(k) for k in ("timeout", "max_retries") if feed.option(k) is not None}
     return HttpApiExtractOperator(
         http_conn_id=feed.option("conn_id"),
@@ -117,6 +115,9 @@ def _http(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
 
 def _file_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     """FTP, FTPS and SFTP drops: one operator family, the kind picks the wire (and TLS for FTPS)."""
+    from include.etlkit.extract.ftp import FtpFileExtractOperator
+    from include.etlkit.extract.sftp import SftpFileExtractOperator
+
     extra = {k: feed.option(k) for k in sorted(KIND_OPTIONS[feed.kind][1]) if feed.option(k) is not None}
     if feed.kind == "ftps":
         extra["secure"] = True
@@ -148,6 +149,8 @@ def _drop_location(feed: Feed) -> dict[str, Any]:
 
 
 def _s3_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.s3_drop import S3DropExtractOperator
+
     return S3DropExtractOperator(
         source=config.source, name=feed.name, bucket=INGESTION_BUCKET, **_drop_location(feed), **kwargs
     )
@@ -170,6 +173,8 @@ def extract(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
 
 
 def _postgres_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.reconcile import PostgresReconcileOperator
+
     return PostgresReconcileOperator(
         table=_postgres_table(feed),
         source=config.source,
@@ -180,6 +185,8 @@ def _postgres_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> Ba
 
 
 def _mysql_reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
+    from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
+
     return MySqlReconcileOperator(
         table=_mysql_table(feed),
         source=config.source,
@@ -205,6 +212,8 @@ def reconcile(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator
 
 def wait_for_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOperator:
     """A deferrable sensor that ends when the feed's drop location has a file not landed yet."""
+    from include.etlkit.sensors.s3_drop import S3DropSensor
+
     return S3DropSensor(
         task_id=f"wait_for_{feed.name}",
         source=config.source,
@@ -216,15 +225,20 @@ def wait_for_drop(config: PipelineConfig, feed: Feed, **kwargs: Any) -> BaseOper
 
 
 def schemas(config: PipelineConfig) -> dict[str, FileSchema]:
+    """The file schemas of the pipeline's validated feeds (built with pyarrow: not at DAG parse time)."""
+    from include.etlkit.files.schema import FileSchema
+
     return {feed.name: FileSchema.from_dict(dict(feed.schema)) for feed in config.validated_feeds}
 
 
 def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
     """Validate every landed file of every feed against its schema (quarantine and errors apart)."""
+    from include.etlkit.files.operators import ValidateLandedFilesOperator
+
     return ValidateLandedFilesOperator(
         task_id="validate_landed",
         source=config.source,
-        datasets=schemas(config),
+        datasets={feed.name: dict(feed.schema) for feed in config.validated_feeds},
         ingestion_bucket=INGESTION_BUCKET,
         processed_bucket=PROCESSED_BUCKET,
         **kwargs,
@@ -233,25 +247,16 @@ def validate(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
 
 def transform(config: PipelineConfig, **kwargs: Any) -> BaseOperator:
     """Build the warehouse tables of the pipeline's models from everything landed and not yet modelled."""
+    from include.etlkit.transform.operators import TransformLandedOperator
+
     return TransformLandedOperator(
         task_id="transform_landed",
         source=config.source,
         models=config.models,
-        targets=targets(config),
+        targets=config.targets,
         bucket=PROCESSED_BUCKET,
         **kwargs,
     )
-
-
-def targets(config: PipelineConfig) -> Targets:
-    """The models' ``Targets`` that ``targets: <module>:<attribute>`` names (imported, no I/O)."""
-    module, _, attribute = (config.targets or "").partition(":")
-    if not module or not attribute:
-        raise ValueError(f"{config.source}: targets must be '<module>:<attribute>', not {config.targets!r}")
-    found = getattr(importlib.import_module(module), attribute)
-    if not isinstance(found, Targets):
-        raise TypeError(f"{config.source}: {config.targets} is a {type(found).__name__}, not Targets")
-    return found
 
 
 def load(config: PipelineConfig, conn_id: str | None = None, **kwargs: Any) -> BaseOperator:
@@ -259,6 +264,8 @@ def load(config: PipelineConfig, conn_id: str | None = None, **kwargs: Any) -> B
 
     The warehouse is the one ``warehouse_conn_id`` names when the task runs, unless ``conn_id`` says.
     """
+    from include.etlkit.load.operators import LoadProcessedOperator
+
     extra = {"conn_id": conn_id} if conn_id else {}
     return LoadProcessedOperator(
         task_id="load_processed", source=config.source, tables=config.table_loads, **extra, **kwargs

@@ -24,21 +24,16 @@ import functools
 import json
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.sql.operators.sql import (
-    SQLCheckOperator,
-    SQLColumnCheckOperator,
-    SQLTableCheckOperator,
-)
 from airflow.sdk import Asset, BaseOperator, TaskGroup
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
-from include.etlkit.load.operators import WarehouseScriptOperator
 from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
 from include.etlkit.pipelines import factory
 from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
@@ -46,6 +41,14 @@ from include.etlkit.pipelines.models import Model
 from include.etlkit.run_params import RunOnlyRequestedFeed, ingest_params
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import run_interval
+
+if TYPE_CHECKING:
+    from airflow.providers.common.sql.operators import sql as sql_checks
+
+    from include.etlkit.load import operators as load_operators
+else:  # the load DAG's operators, imported when a load DAG builds them (DAG parse time, issue 11)
+    sql_checks = lazy_module("airflow.providers.common.sql.operators.sql")
+    load_operators = lazy_module("include.etlkit.load.operators")
 
 DROP_KINDS = ("s3_drop",)
 
@@ -161,7 +164,9 @@ class Pipeline:
     # scripts come from ``sql/<dialect>/`` of that warehouse, checks are portable SQL.
 
     def ensure_core_tables(self) -> BaseOperator:
-        return WarehouseScriptOperator(task_id="ensure_core_tables", scripts=list(self.config.warehouse.ddl))
+        return load_operators.WarehouseScriptOperator(
+            task_id="ensure_core_tables", scripts=list(self.config.warehouse.ddl)
+        )
 
     def load_processed(self) -> BaseOperator:
         return factory.load(self.config)
@@ -169,7 +174,7 @@ class Pipeline:
     def after_load(self) -> list[BaseOperator]:
         """The declared SQL steps that follow the merge, one task each (the DAG file chains them)."""
         return [
-            WarehouseScriptOperator(task_id=task_id, scripts=script)
+            load_operators.WarehouseScriptOperator(task_id=task_id, scripts=script)
             for task_id, script in self.config.warehouse.after_load
         ]
 
@@ -183,11 +188,11 @@ class Pipeline:
                 if model.load.merge == "versions":
                     _versions_check(model)
             for name, check in self.config.checks.items():
-                SQLCheckOperator(task_id=name, conn_id=WAREHOUSE_CONN_ID, sql=check)
+                sql_checks.SQLCheckOperator(task_id=name, conn_id=WAREHOUSE_CONN_ID, sql=check)
         return group
 
     def publish_marts(self) -> BaseOperator:
-        return WarehouseScriptOperator(
+        return load_operators.WarehouseScriptOperator(
             task_id="publish_marts", scripts=self.config.warehouse.marts, outlets=[self.warehouse]
         )
 
@@ -242,19 +247,20 @@ class AnnounceLandedOperator(ReportsLineage, BaseOperator):
         self.lineage.wrote_object(stored, rows=None)
         return stored.uri
 
+
 def _key_check(model: Model) -> BaseOperator:
     """The key (a fact's record id) has no NULL and no duplicate."""
     table = f"core.{model.name}"
     columns = (model.record_id,) if model.record_id else model.load.key
     if len(columns) == 1:
-        return SQLColumnCheckOperator(
+        return sql_checks.SQLColumnCheckOperator(
             task_id=f"keys_{model.name}",
             conn_id=WAREHOUSE_CONN_ID,
             table=table,
             column_mapping={columns[0]: {"null_check": {"equal_to": 0}, "unique_check": {"equal_to": 0}}},
         )
     key = ", ".join(columns)
-    return SQLCheckOperator(
+    return sql_checks.SQLCheckOperator(
         task_id=f"keys_{model.name}",
         conn_id=WAREHOUSE_CONN_ID,
         sql=f"SELECT count(*) = 0 FROM (SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1) AS d",
@@ -262,7 +268,7 @@ def _key_check(model: Model) -> BaseOperator:
 
 
 def _foreign_key_check(model: Model) -> BaseOperator:
-    return SQLTableCheckOperator(
+    return sql_checks.SQLTableCheckOperator(
         task_id=f"foreign_keys_{model.name}",
         conn_id=WAREHOUSE_CONN_ID,
         table=f"core.{model.name}",
@@ -280,7 +286,7 @@ def _versions_check(model: Model) -> BaseOperator:
     """Every distinct version that was ever landed is exactly one row of the table (deletion
     versions, which the warehouse adds for rows deleted in the source, apart)."""
     key = ", ".join(model.load.key)
-    return SQLCheckOperator(
+    return sql_checks.SQLCheckOperator(
         task_id=f"reconcile_{model.name}",
         conn_id=WAREHOUSE_CONN_ID,
         sql=f"SELECT (SELECT count(*) FROM core.{model.name} WHERE deleted_at IS NULL) = "

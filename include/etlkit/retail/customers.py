@@ -23,14 +23,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.dedup import CustomerMatcher, MatchThresholds
+from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import fetch_all, warehouse_for
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from include.etlkit import dedup
+else:  # imported on first use, not while a DAG file is parsed
+    dedup = lazy_module("include.etlkit.dedup")  # numpy, pandas, rapidfuzz
+    pd = lazy_module("pandas")
 
 # What each warehouse spells differently: (next customer id, a JSON parameter).
 DIALECT_SQL: dict[str, tuple[str, str]] = {
@@ -93,7 +100,12 @@ class UnifyCustomersOperator(BaseOperator):
     def __init__(self, *, conn_id: str | None = None, match: float = 88, review: float = 50, **kwargs: Any):
         super().__init__(**kwargs)
         self.conn_id = conn_id
-        self.thresholds = MatchThresholds(match=match, review=review)
+        self.match = match
+        self.review = review
+
+    @property
+    def thresholds(self) -> dedup.MatchThresholds:
+        return dedup.MatchThresholds(match=self.match, review=self.review)
 
     def execute(self, context: Any) -> dict[str, int]:
         warehouse = warehouse_for(self.conn_id or None)
@@ -166,7 +178,9 @@ class UnifyCustomersOperator(BaseOperator):
         self, cur: Any, existing: pd.DataFrame, pending: pd.DataFrame, next_id: Any
     ) -> dict[str, int]:
         counts = {"match": 0, "new": 0, "review": 0}
-        matcher = CustomerMatcher(existing, self.thresholds)  # indexing the customers is the costly part
+        matcher = dedup.CustomerMatcher(
+            existing, self.thresholds
+        )  # indexing the customers is the costly part
         for partner, records in pending.groupby("partner", sort=True):
             candidates = records.drop(columns=["partner"]).reset_index(drop=True)
             by_ref = candidates.set_index("partner_customer_ref")
@@ -209,7 +223,7 @@ class UnifyCustomersOperator(BaseOperator):
                 )
             if created:  # the next partner's records may be these same people: index them too
                 existing = pd.concat([existing, pd.DataFrame(list(created.values()))], ignore_index=True)
-                matcher = CustomerMatcher(existing, self.thresholds)
+                matcher = dedup.CustomerMatcher(existing, self.thresholds)
         return counts
 
 

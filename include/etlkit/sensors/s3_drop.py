@@ -62,9 +62,9 @@ from include.etlkit.extract.s3_drop import (
 
 
 def _s3_client(aws_conn_id: str) -> Any:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from include.etlkit.storage import s3_client
 
-    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+    return s3_client(aws_conn_id)
 
 
 class S3DropTrigger(BaseTrigger):

@@ -14,11 +14,18 @@ comment on the facts in ``core.sql``).
 
 from __future__ import annotations
 
-import polars as pl
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
+from include.etlkit.lazy import lazy_module
 from include.etlkit.pipelines.models import Model
 from include.etlkit.transform.engine import Targets
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pl = lazy_module("polars")
+    pa = lazy_module("pyarrow")
 
 # ISO 4217 names of the currencies the source uses. A new code must be added here on purpose:
 # dim_currency refuses to guess (see UnknownCurrencyError).

@@ -8,12 +8,18 @@ same models on pandas frames (tests and tools that hold a whole small snapshot).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import polars as pl
-
+from include.etlkit.lazy import lazy_module
 from include.etlkit.totesys import model
 from include.etlkit.transform.batch import build_in_memory
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+else:  # imported on first use, not while a DAG file is parsed
+    pd = lazy_module("pandas")
+    pl = lazy_module("polars")
 
 FACTS = ("fact_sales_order", "fact_purchase_order", "fact_payment")
 

@@ -9,12 +9,18 @@ on frames a caller already holds (unit tests, the marts' test warehouse).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import polars as pl
-import pyarrow as pa
-
+from include.etlkit.lazy import lazy_module
 from include.etlkit.pipelines.models import Model
 from include.etlkit.transform.engine import Targets, build, empty_frame, input_frame, to_table
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+else:  # imported on first use, not while a DAG file is parsed
+    pl = lazy_module("polars")
+    pa = lazy_module("pyarrow")
 
 
 def affected(models: Sequence[Model], changed: Iterable[str]) -> list[Model]:

@@ -11,9 +11,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from include.etlkit.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
 
 
 def schema_changes(table: str, before: pa.Schema, after: pa.Schema) -> list[str]:

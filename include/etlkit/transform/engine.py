@@ -31,17 +31,26 @@ sides, the ``latest`` de-duplication), never by whole landed objects in pandas.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
+from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
 from include.etlkit.pipelines.models import ROW_HASH, Model, ModelInput
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pl = lazy_module("polars")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pq = lazy_module("pyarrow.parquet")
 
 BATCH_ROWS = 100_000  # rows per output batch (and Parquet row group): bounds the writer's memory
 ORDER = "__landing_order"
@@ -64,6 +73,21 @@ class Targets:
     schemas: Mapping[str, pa.Schema]
     seeds: Mapping[str, pa.Table] = field(default_factory=dict)
     checks: Mapping[str, Callable[[pl.LazyFrame], None]] = field(default_factory=dict)
+
+
+def resolve_targets(reference: str) -> Targets:
+    """The ``Targets`` a pipeline's ``targets: <module>:<attribute>`` names (imported, no I/O).
+
+    Resolved when the transform runs, not while its DAG file is parsed: target schemas are pyarrow
+    types and seeds pyarrow tables.
+    """
+    module, _, attribute = reference.partition(":")
+    if not module or not attribute:
+        raise ValueError(f"targets must be '<module>:<attribute>', not {reference!r}")
+    found = getattr(importlib.import_module(module), attribute)
+    if not isinstance(found, Targets):
+        raise TypeError(f"{reference} is a {type(found).__name__}, not Targets")
+    return found
 
 
 # -- inputs -----------------------------------------------------------------------------------------

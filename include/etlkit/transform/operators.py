@@ -24,20 +24,21 @@ idempotent), what succeeded is recorded, and the task fails at the end naming th
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from include.etlkit.control.accounting import report_rows
 from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.control.schema_changes import SchemaRegistry
+from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage
 from include.etlkit.pipelines.models import Model, ModelInput
 from include.etlkit.storage import ImmutableStore, StoredObject
@@ -54,10 +55,16 @@ from include.etlkit.transform.engine import (
     input_frame,
     latest,
     processed_schema,
+    resolve_targets,
     row_by_row,
     scan,
     write_parquet,
 )
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+else:  # imported on first use, not while a DAG file is parsed
+    pq = lazy_module("pyarrow.parquet")
 
 STATE_PREFIX = "_current"
 
@@ -74,7 +81,8 @@ class TransformLandedOperator(ReportsLineage, BaseOperator):
 
     :param source: the ledger's source name (``totesys``).
     :param models: the pipeline's models (:func:`include.etlkit.pipelines.models.parse_models`).
-    :param targets: their target schemas, seeds and checks.
+    :param targets: their target schemas, seeds and checks, or the ``<module>:<attribute>`` that
+        names them (the pipeline's ``targets:``), imported when the task runs.
     :param bucket: the processed bucket (templated).
     :param batch_size: rows per batch of a row-by-row model, and per output row group: with the
         joined dimensions' current state, what bounds the task's memory.
@@ -88,26 +96,34 @@ class TransformLandedOperator(ReportsLineage, BaseOperator):
         *,
         source: str,
         models: Sequence[Model],
-        targets: Targets,
+        targets: Targets | str,
         bucket: str,
         aws_conn_id: str = "aws_default",
         batch_size: int = BATCH_ROWS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        untyped = sorted({m.name for m in models} - set(targets.schemas))
-        if untyped:
-            raise ValueError(f"{source}: model(s) {untyped} have no target schema")
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.source = source
         self.models = tuple(models)
-        self.targets = targets
+        self.targets_reference = targets
         self.batch_size = batch_size
         self.bucket = bucket
         self.aws_conn_id = aws_conn_id
 
+    @functools.cached_property
+    def targets(self) -> Targets:
+        """The models' target schemas, resolved from their reference at run time (pyarrow types)."""
+        reference = self.targets_reference
+        targets = resolve_targets(reference) if isinstance(reference, str) else reference
+        untyped = sorted({m.name for m in self.models} - set(targets.schemas))
+        if untyped:
+            raise ValueError(f"{self.source}: model(s) {untyped} have no target schema")
+        return targets
+
     def execute(self, context: Any) -> dict[str, int]:
+        self.targets  # noqa: B018  (a model without a target schema fails before anything is read)
         ledger = Ledger()
         pending = ledger.pending_landed(self.source)
         if not pending:
