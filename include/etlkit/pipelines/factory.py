@@ -31,7 +31,12 @@ from include.etlkit.extract.sftp import SftpFileExtractOperator
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from include.etlkit.files.schema import FileSchema
 from include.etlkit.load.operators import LoadProcessedOperator
-from include.etlkit.pipelines.config import KIND_OPTIONS, Feed, PipelineConfig
+from include.etlkit.pipelines.config import (
+    DEFAULT_LISTING_MARGIN_HOURS,
+    KIND_OPTIONS,
+    Feed,
+    PipelineConfig,
+)
 from include.etlkit.sensors.s3_drop import S3DropSensor
 from include.etlkit.transform.engine import Targets
 from include.etlkit.transform.operators import TransformLandedOperator
@@ -144,6 +149,12 @@ def _drop_location(feed: Feed) -> dict[str, Any]:
     # run that lands nothing.
     if feed.option("settle_seconds") is not None:
         location["settle_seconds"] = feed.option("settle_seconds")
+    # The same bounded listing for both, from the feed's LastModified high-water mark.
+    listing = feed.option("listing")
+    if listing is not None:
+        location["listing_margin_hours"] = listing.get("margin_hours", DEFAULT_LISTING_MARGIN_HOURS)
+        if listing.get("date_folders"):
+            location["date_folders"] = listing["date_folders"]
     return location
 
 

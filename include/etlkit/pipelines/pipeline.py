@@ -38,7 +38,7 @@ from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.load.operators import WarehouseScriptOperator
 from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
-from include.etlkit.pipelines import factory
+from include.etlkit.pipelines import events, factory
 from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
 from include.etlkit.pipelines.models import Model
 from include.etlkit.run_params import RunOnlyRequestedFeed, ingest_params
@@ -56,7 +56,8 @@ class Pipeline:
         self.source = config.source
         self.start = config.start
         self.ingest_schedule = CronDataIntervalTimetable(config.ingest_schedule, timezone="UTC")
-        self.drops_schedule = CronDataIntervalTimetable(config.drops_schedule, timezone="UTC")
+        # The cron, or the cron or an S3 arrival announced through SQS when a drop feed says ``events``.
+        self.drops_schedule = events.drops_schedule(config)
         self.reconcile_schedule = (
             CronDataIntervalTimetable(config.reconcile_schedule, timezone="UTC")
             if config.reconcile_schedule
