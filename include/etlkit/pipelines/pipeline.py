@@ -56,8 +56,6 @@ class Pipeline:
         self.source = config.source
         self.start = config.start
         self.ingest_schedule = CronDataIntervalTimetable(config.ingest_schedule, timezone="UTC")
-        # The cron, or the cron or an S3 arrival announced through SQS when a drop feed says ``events``.
-        self.drops_schedule = events.drops_schedule(config)
         self.reconcile_schedule = (
             CronDataIntervalTimetable(config.reconcile_schedule, timezone="UTC")
             if config.reconcile_schedule
@@ -72,6 +70,13 @@ class Pipeline:
         self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
         # The load's SQL is per dialect (sql/<dialect>/), read when its tasks run: no searchpath.
         self.template_searchpath: list[str] = []
+
+    @property
+    def drops_schedule(self) -> Any:
+        """The cron; or the cron or an S3 arrival announced through SQS, when a drop feed says
+        ``events`` and its queue is configured. Built at each parse (the pipeline is cached per
+        process), so it follows the environment the DAG file is parsed in."""
+        return events.drops_schedule(self.config)
 
     @staticmethod
     def default_args() -> dict[str, Any]:
