@@ -15,11 +15,10 @@ is immutable, drops are never deleted), so it would fire at once on every deferr
 needs the ledger's answer inside the trigger's condition, hence a trigger of our own.
 
 Why the trigger lists in a thread (``asyncio.to_thread``) rather than with the provider's async hook
-(``S3Hook.get_async_conn``): the async hook needs ``aiobotocore``, which the project does not install
-(it is only in the constraints, as an optional extra of the amazon provider). One LIST call per poke
-in the triggerer's default thread pool never blocks its event loop, and the trigger runs exactly the
-listing code the extract and the worker use (:func:`~include.etlkit.extract.s3_drop.list_drop`), so
-all three agree on what a version is.
+(``S3Hook.get_async_conn``, on ``aiobotocore``, which the project installs for the SQS watcher of
+event-driven drops): one LIST call per poke in the triggerer's default thread pool never blocks its
+event loop, and the trigger runs exactly the listing code the extract and the worker use
+(:func:`~include.etlkit.extract.s3_drop.list_drop`), so all three agree on what a version is.
 
 The trigger also ends itself at the sensor's deadline (``timeout`` from the first poke, carried across
 re-deferrals), so the sensor times out even where the triggerer does not enforce deferral timeouts
