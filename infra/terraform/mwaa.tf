@@ -83,6 +83,9 @@ resource "aws_mwaa_environment" "etl" {
     "secrets.backend"        = "airflow.providers.amazon.aws.secrets.secrets_manager.SecretsManagerBackend"
     "secrets.backend_kwargs" = jsonencode(local.secrets_backend_kwargs)
     "core.load_examples"     = "False"
+    # retail_drops' AssetWatcher watches this queue (events.tf); exported as
+    # AIRFLOW__ETL__RETAIL_DROPS_QUEUE_URL, which include/config/retail.yaml names.
+    "etl.retail_drops_queue_url" = aws_sqs_queue.drop_arrivals.url
   }
 
   webserver_access_mode           = var.webserver_access_mode
