@@ -27,7 +27,7 @@ at the end, after every other file has landed, naming it.
 **A bounded listing** (opt-in per feed, ``listing:`` in the pipeline YAML): without it every run lists
 the whole drop prefix and asks the ledger about every object in it, which grows with every file
 ever delivered. With ``listing_margin_hours`` the feed keeps a LastModified high-water mark
-(``etl.extract_state``, :meth:`~include.etlkit.control.ledger.Ledger.listing_mark`) and looks only at
+(``etl.extract_state``, :meth:`~include.etlkit.control.ledger.Ledger.advance_listing_mark`) and looks at
 objects modified at or after ``mark - margin``. S3 cannot filter a listing by time, so on a flat
 layout the LIST calls still page through the prefix; what is bounded is what follows (the ledger
 lookups, the sensor's trigger state). With ``date_folders`` (the strftime format of date folders right
