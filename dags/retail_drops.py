@@ -5,6 +5,10 @@ Partners drop customer files (CSV, Excel, JSON, NDJSON, delimited TXT) under `dr
 the ingestion bucket. Every 15 minutes a deferrable sensor waits, in the triggerer and holding no
 worker slot, for a file that has not been landed yet; the extract then lands each new file once
 (the dropped object itself is never changed or deleted). Publishes `retail_landed`.
+
+Where `AIRFLOW__ETLKIT__RETAIL_DROPS_QUEUE_URL` names the SQS queue the bucket announces arrivals to,
+each arrival also wakes this DAG (`AssetOrTimeSchedule`: the cron polling stays as the fallback); an
+event only wakes it, the ledger still lands each file version once.
 """
 
 from __future__ import annotations

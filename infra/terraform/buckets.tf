@@ -4,7 +4,7 @@
 
 resource "aws_s3_bucket" "etl" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice with its own cost and a second region's key; versioning plus Object Lock already protect against deletion and overwrite.
-  #checkov:skip=CKV2_AWS_62:Nothing consumes S3 event notifications: pipelines are driven by Airflow schedules and Assets, and MWAA polls the DAG bucket itself.
+  #checkov:skip=CKV2_AWS_62:Notifications are sent where something consumes them: the ingestion bucket's drop prefix notifies the drop-arrivals queue (events.tf); MWAA polls the DAG bucket itself and the processed bucket is read by Airflow's Assets.
   for_each = local.buckets
 
   bucket              = each.value.name

@@ -1,5 +1,6 @@
 # The MWAA execution role: what the environment and every task may do. Least privilege: the
-# project's three buckets, its two secret prefixes, its five log groups, its key and its topic.
+# project's three buckets, its two secret prefixes, its five log groups, its key, its topic and its
+# drop-arrivals queue.
 # The few "*" resources are the ones MWAA's execution-role documentation requires and whose
 # actions support no narrower resource; each is explained where it appears.
 
@@ -130,6 +131,19 @@ data "aws_iam_policy_document" "mwaa_execution" {
       "sqs:SendMessage",
     ]
     resources = ["arn:${local.partition}:sqs:${local.region}:*:airflow-celery-*"]
+  }
+
+  # Event-driven drops: the triggerer's AssetWatcher receives the drop arrivals and deletes them.
+  statement {
+    sid = "ReceiveDropArrivals"
+    actions = [
+      "sqs:ChangeMessageVisibility",
+      "sqs:DeleteMessage",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+      "sqs:ReceiveMessage",
+    ]
+    resources = [aws_sqs_queue.drop_arrivals.arn]
   }
 
   # The project's key, and only through the services that use it for the project.

@@ -64,6 +64,27 @@ data "aws_iam_policy_document" "kms" {
     }
   }
 
+  # S3 sends the ingestion bucket's drop arrivals to the queue this key encrypts (events.tf).
+  statement {
+    sid       = "S3SendsDropArrivalsToTheEncryptedQueue"
+    actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["s3.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:s3:::${local.buckets.ingestion.name}"]
+    }
+  }
+
   # CloudWatch Logs encrypts the Airflow log groups with this key, and only those.
   statement {
     sid       = "CloudWatchLogsEncryptsAirflowLogGroups"

@@ -86,6 +86,9 @@ resource "aws_mwaa_environment" "etl" {
     # Read while DAG files are parsed (no Variable lookup then): the buckets the Asset URIs name.
     "etlkit.ingestion_bucket" = aws_s3_bucket.etl["ingestion"].bucket
     "etlkit.processed_bucket" = aws_s3_bucket.etl["processed"].bucket
+    # retail_drops' AssetWatcher watches this queue (events.tf); exported as
+    # AIRFLOW__ETLKIT__RETAIL_DROPS_QUEUE_URL, which include/config/retail.yaml names.
+    "etlkit.retail_drops_queue_url" = aws_sqs_queue.drop_arrivals.url
   }
 
   webserver_access_mode           = var.webserver_access_mode

@@ -31,6 +31,11 @@ output "alerts_topic_arn" {
   value       = aws_sns_topic.alerts.arn
 }
 
+output "drop_arrivals_queue_url" {
+  description = "The SQS queue the ingestion bucket announces partner drops to (Airflow option etlkit.retail_drops_queue_url)."
+  value       = aws_sqs_queue.drop_arrivals.url
+}
+
 output "execution_role_arn" {
   description = "The MWAA execution role."
   value       = aws_iam_role.mwaa_execution.arn

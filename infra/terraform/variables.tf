@@ -181,6 +181,17 @@ variable "retail_sales_dir" {
   default     = "/sales"
 }
 
+variable "drop_prefix" {
+  description = "Prefix of the ingestion bucket where partners drop files (retail.yaml's drop_prefix): objects created under it are announced to the drop-arrivals queue (events.tf)."
+  type        = string
+  default     = "drops/partners/"
+
+  validation {
+    condition     = can(regex("^[^/].*/$", var.drop_prefix))
+    error_message = "drop_prefix: a key prefix ending with /, without a leading /."
+  }
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

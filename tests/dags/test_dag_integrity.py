@@ -72,6 +72,19 @@ def test_every_dag_file_imports_without_errors_and_without_io(dagbag):
     assert {Path(dag.fileloc).name for dag in dagbag.dags.values()} == {p.name for p in DAG_FILES}
 
 
+def test_retail_drops_parses_with_its_sqs_watcher_without_io(monkeypatch):
+    """Where its queue is configured, retail_drops gets an AssetWatcher: built at parse, no I/O."""
+    queue = "https://sqs.eu-west-2.amazonaws.com/123456789012/etl-drop-arrivals"
+    monkeypatch.setenv("AIRFLOW__ETLKIT__RETAIL_DROPS_QUEUE_URL", queue)
+    bag = parse(DAGS_DIR)
+    assert bag.import_errors == {}
+    timetable = bag.dags["retail_drops"].timetable
+    (asset,) = timetable.asset_condition.objects
+    (watcher,) = asset.watchers
+    assert watcher.trigger.serialize()[1]["sqs_queue"] == queue
+    assert timetable.timetable.expression == "*/15 * * * *"  # the cron polling stays
+
+
 def test_the_io_guard_catches_a_dag_that_reads_a_variable_or_a_database_at_parse_time(tmp_path):
     (tmp_path / "reads_variable.py").write_text(
         "from airflow.sdk import Variable, dag\n"

@@ -21,9 +21,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import TaskDeferred
 
 from include.etlkit.control.accounting import take_outcome
-from include.etlkit.extract.s3_drop import S3DropError, S3DropExtractOperator
+from include.etlkit.control.ledger import Ledger
+from include.etlkit.extract.s3_drop import (
+    ListingBound,
+    S3DropError,
+    S3DropExtractOperator,
+    list_drop,
+    normalise_prefix,
+)
 from include.etlkit.sensors.s3_drop import S3DropSensor, S3DropTrigger
 from infra.local import settings
 from tests.conftest import FIXTURE_DAGS, TaskInstanceStub, bucket_keys, load_dag, s3_client
@@ -215,14 +223,106 @@ def test_an_object_younger_than_settle_seconds_is_left_for_a_later_run(
     assert [r[2] for r in source_files(control_plane, source_name)] == ["landed"]
 
 
+# -- the bounded listing ------------------------------------------------------------------------------
+
+
+def _mark(source: str) -> datetime | None:
+    return Ledger().landed_until(source, FEED)
+
+
+def test_a_bounded_extract_keeps_a_high_water_mark_and_looks_only_behind_it(
+    extract, drop, source_name, bucket, s3, control_plane
+):
+    put(s3, bucket, f"{drop}first.csv", b"id\n1\n")
+    assert len(extract(listing_margin_hours=1)["landed"]) == 1
+    (modified,) = [o["LastModified"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=drop)["Contents"]]
+    assert _mark(source_name) == modified.replace(tzinfo=None)  # the newest version seen
+
+    # Push the mark two hours ahead: a file modified now is then more than the margin behind it,
+    # so the bounded listing no longer reaches it (nor the landed one): that is the bound at work.
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=2)
+    Ledger().advance_listing_mark(source_name, FEED, later, "test")
+    put(s3, bucket, f"{drop}second.csv", b"id\n2\n")
+    bounded = extract(listing_margin_hours=1)
+    assert bounded["landed"] == [] and bounded["already_landed"] == []
+    # The whole prefix (no listing option, as every feed without one) still finds it, and only it.
+    whole = extract()
+    assert [f["path"] for f in whole["landed"]] == [f"s3://{bucket}/{drop}second.csv"]
+    assert len(whole["already_landed"]) == 1
+
+
+def test_a_version_left_unlanded_holds_the_mark_until_it_lands(
+    extract, drop, source_name, bucket, s3, control_plane
+):
+    put(s3, bucket, f"{drop}landed.csv", b"id\n1\n")
+    assert len(extract(listing_margin_hours=1)["landed"]) == 1
+    before = _mark(source_name)
+    put(s3, bucket, f"{drop}settling.csv", b"id\n2\n")
+    put(s3, bucket, f"{drop}zz-settling.csv", b"id\n3\n")
+
+    waiting = extract(listing_margin_hours=1, settle_seconds=3600)
+    assert len(waiting["skipped_in_progress"]) == 2
+    settling = min(
+        o["LastModified"].replace(tzinfo=None)
+        for o in s3.list_objects_v2(Bucket=bucket, Prefix=drop)["Contents"]
+        if "settling" in o["Key"]
+    )
+    assert before <= _mark(source_name) <= settling  # never past the version still to land
+
+    taken = extract(listing_margin_hours=1, settle_seconds=0)
+    assert len(taken["landed"]) == 2 and len(taken["already_landed"]) == 1
+    assert _mark(source_name) >= settling
+
+
+def test_date_folders_start_the_listing_at_the_floors_folder(bucket, s3):
+    drop = f"drops/dated-{uuid.uuid4().hex[:8]}/"
+    for key in ("2024/11/13/a.csv", "2024/11/14/b.csv", "2024/11/15/c.csv", "2024/11/15/late/d.csv"):
+        put(s3, bucket, f"{drop}{key}", b"id\n1\n")
+    since = datetime(2024, 11, 14, 6, 0)  # every object here was modified today, so all are admitted
+    bound = ListingBound(since=since, date_folders="%Y/%m/%d")
+    listed = list_drop(s3, bucket, normalise_prefix(drop), ["*.csv"], [], bound)
+    assert sorted(o.key.removeprefix(drop) for o in listed) == [
+        "2024/11/14/b.csv",
+        "2024/11/15/c.csv",
+        "2024/11/15/late/d.csv",
+    ]
+    assert len(list_drop(s3, bucket, drop, ["*.csv"], [])) == 4  # unbounded: every folder
+
+
+def test_the_sensor_lists_from_the_mark_and_hands_the_bound_to_its_trigger(
+    extract, drop, source_name, bucket, s3
+):
+    put(s3, bucket, f"{drop}landed.csv", b"id\n1\n")
+    assert len(extract(listing_margin_hours=2)["landed"]) == 1
+    sensor = S3DropSensor(
+        task_id="wait_for_drop",
+        source=source_name,
+        name=FEED,
+        drop_bucket=bucket,
+        drop_prefix=drop,
+        settle_seconds=0,
+        listing_margin_hours=2,
+        date_folders="%Y",
+    )
+    new, known = sensor.check()
+    assert new == [] and len(known) == 1
+    assert sensor._bound.since == _mark(source_name) - timedelta(hours=2)
+    with pytest.raises(TaskDeferred) as deferred:  # the trigger carries the bound
+        sensor._wait(datetime.now(UTC) + timedelta(minutes=5))
+    trigger = deferred.value.trigger
+    assert trigger.listed_since == sensor._bound.since.isoformat() and trigger.date_folders == "%Y"
+    _, kwargs = trigger.serialize()
+    assert S3DropTrigger(**kwargs).listed_since == trigger.listed_since
+
+
 class _Sabotaged(S3DropExtractOperator):
     """Lists the drop, then lets the test's ``action(client, key)`` change it before any download."""
 
     action: Any = None
     target: str = ""
 
-    def _list(self, client, bucket, prefix):
-        listed = super()._list(client, bucket, prefix)
+    def _list(self, client, bucket, prefix, bound):
+        listed = super()._list(client, bucket, prefix, bound)
         type(self).action(client, bucket, f"{prefix}{type(self).target}")
         return listed
 

@@ -37,6 +37,7 @@ EXPECTED_FILES = {
     "secrets",
     "logs",
     "sns",
+    "events",
     "outputs",
 }
 LOG_BLOCKS = {"dag_processing_logs", "scheduler_logs", "task_logs", "webserver_logs", "worker_logs"}
@@ -295,7 +296,8 @@ ALLOWED_FOREIGN = {
     "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:*": {"logs:DescribeLogGroups"},
 }
 PROJECT_RESOURCES = re.compile(
-    r"^\$\{(aws_s3_bucket\.etl\[|aws_kms_key\.etl\.|aws_sns_topic\.alerts\.|local\.environment_arn)"
+    r"^\$\{(aws_s3_bucket\.etl\[|aws_kms_key\.etl\.|aws_sns_topic\.alerts\.|aws_sqs_queue\.drop_arrivals\.arn"
+    r"|local\.environment_arn)"
     r"|^\$\{aws_s3_bucket\.etl\[[^]]+\]\.arn\}/\*$"
     r"|^\$\{(flatten\(\[for group in aws_cloudwatch_log_group\.airflow|\[for key, _ in local\.data_buckets)"
     r"|^arn:\$\{local\.partition\}:secretsmanager:\$\{local\.region\}:\$\{local\.account_id\}:secret:"
@@ -383,6 +385,52 @@ def test_deploy_finds_its_target_in_the_terraform_outputs() -> None:
     outputs = configuration()["output"]
     assert outputs["mwaa_source_bucket"]["value"] == '${aws_s3_bucket.etl["dags"].bucket}'
     assert outputs["mwaa_environment_name"]["value"] == "${var.environment_name}"
+
+
+# -- event-driven drops ------------------------------------------------------------------------------
+
+
+def test_the_drop_prefix_announces_arrivals_to_an_encrypted_queue_only_the_bucket_may_send_to() -> None:
+    queue = resource("aws_sqs_queue", "drop_arrivals")
+    assert queue["kms_master_key_id"] == "${aws_kms_key.etl.arn}"
+    assert queue["receive_wait_time_seconds"] == 20  # long polling, as the watcher's trigger does
+
+    notification = resource("aws_s3_bucket_notification", "drop_arrivals")
+    assert notification["bucket"] == '${aws_s3_bucket.etl["ingestion"].id}'
+    assert block(notification, "queue") == {
+        "id": "partner-drop-arrivals",
+        "queue_arn": "${aws_sqs_queue.drop_arrivals.arn}",
+        "events": ["s3:ObjectCreated:*"],
+        "filter_prefix": "${var.drop_prefix}",
+    }
+    assert configuration()["variable"]["drop_prefix"]["default"] == "drops/partners/"  # retail.yaml's
+
+    send, deny = configuration()["data"]["aws_iam_policy_document"]["drop_arrivals"]["statement"]
+    assert send["actions"] == ["sqs:SendMessage"] and block(send, "principals")["identifiers"] == [
+        "s3.amazonaws.com"
+    ]
+    conditions = {condition["variable"]: condition["values"] for condition in send["condition"]}
+    assert conditions == {
+        "aws:SourceArn": ['${aws_s3_bucket.etl["ingestion"].arn}'],
+        "aws:SourceAccount": ["${local.account_id}"],
+    }
+    assert deny["effect"] == "Deny" and block(deny, "condition")["variable"] == "aws:SecureTransport"
+
+    kms = configuration()["data"]["aws_iam_policy_document"]["kms"]["statement"]
+    (s3_uses_key,) = [s for s in kms if s["sid"] == "S3SendsDropArrivalsToTheEncryptedQueue"]
+    assert set(s3_uses_key["actions"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+
+
+def test_the_execution_role_receives_and_deletes_drop_arrivals_and_airflow_knows_the_queue() -> None:
+    (receive,) = [s for s in execution_statements() if s["sid"] == "ReceiveDropArrivals"]
+    assert receive["resources"] == ["${aws_sqs_queue.drop_arrivals.arn}"]
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage"} <= set(receive["actions"])
+    assert "sqs:SendMessage" not in receive["actions"]
+    options = resource("aws_mwaa_environment", "etl")["airflow_configuration_options"]
+    # MWAA exports it as AIRFLOW__ETLKIT__RETAIL_DROPS_QUEUE_URL, the variable retail.yaml's events name.
+    assert options["etlkit.retail_drops_queue_url"] == "${aws_sqs_queue.drop_arrivals.url}"
+    retail = (ROOT / "include" / "config" / "retail.yaml").read_text()
+    assert "${AIRFLOW__ETLKIT__RETAIL_DROPS_QUEUE_URL}" in retail
 
 
 # -- checkov -----------------------------------------------------------------------------------------

@@ -125,6 +125,20 @@ class Ledger:
         )
         return rows[0][0] if rows else None
 
+    def advance_listing_mark(self, source: str, feed: str, mark: datetime, run_id: str) -> None:
+        """Move an S3 drop feed's LastModified high-water mark forward to ``mark`` (never back).
+
+        Kept as the feed's ``etl.extract_state.landed_until`` (S3's clock, naive UTC) and read with
+        :meth:`landed_until`; ``extract.s3_drop`` says why it can never make a listing skip a file.
+        """
+        self.store.query(
+            "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (source, table_name) DO UPDATE SET "
+            "landed_until = GREATEST(etl.extract_state.landed_until, EXCLUDED.landed_until), "
+            "last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+            (source, feed, mark, run_id),
+        )
+
     def record_landing(
         self,
         *,

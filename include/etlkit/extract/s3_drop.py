@@ -23,6 +23,25 @@ count are computed. The download is conditional on the listed ETag (``If-Match``
 replaced since the listing is refused rather than landed under the wrong identity, and its size is
 checked. An object gone or replaced between listing and download fails only itself; the task fails
 at the end, after every other file has landed, naming it.
+
+**A bounded listing** (opt-in per feed, ``listing:`` in the pipeline YAML): without it every run lists
+the whole drop prefix and asks the ledger about every object in it, which grows with every file
+ever delivered. With ``listing_margin_hours`` the feed keeps a LastModified high-water mark
+(``etl.extract_state``, :meth:`~include.etlkit.control.ledger.Ledger.advance_listing_mark`) and looks at
+objects modified at or after ``mark - margin``. S3 cannot filter a listing by time, so on a flat
+layout the LIST calls still page through the prefix; what is bounded is what follows (the ledger
+lookups, the sensor's trigger state). With ``date_folders`` (the strftime format of date folders right
+under the prefix, e.g. ``%Y/%m/%d``) the listing itself starts at the floor's folder (``StartAfter``),
+so older folders are not listed at all.
+
+The mark never skips a file the listing saw: it moves forward only, and never past the oldest
+version that is listed but not landed (still settling, failed), so that version stays in every later
+listing until it lands. LastModified is not arrival order (a multipart upload keeps the time it
+started; objects written within the same second come in any order), hence the margin: a version
+whose LastModified is older than the mark by more than the margin when it appears is not listed
+(nor by a run an S3 event woke: that run lists the same way), so keep the margin above the longest
+upload a partner makes (24 hours by default). Exactly-once never depends on the mark: the ledger
+(``etl.source_file``) decides it.
 """
 
 from __future__ import annotations
@@ -33,6 +52,7 @@ import posixpath
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -109,15 +129,69 @@ def drop_object(
     )
 
 
+@dataclass(frozen=True)
+class ListingBound:
+    """Where a bounded listing starts: objects modified at or after ``since`` (naive UTC), and, for a
+    drop laid out in date folders (``date_folders``, a strftime format), the first key to list."""
+
+    since: datetime | None = None
+    date_folders: str | None = None
+
+    def start_after(self, prefix: str) -> str | None:
+        """``StartAfter`` for ``ListObjectsV2``: every key of the floor's date folder sorts after it."""
+        if self.since is None or not self.date_folders:
+            return None
+        return f"{prefix}{self.since.strftime(self.date_folders)}"
+
+    def admits(self, remote: DropObject) -> bool:
+        return self.since is None or remote.modified_at >= self.since
+
+
+def listing_bound(
+    mark: datetime | None, margin_hours: float | None, date_folders: str | None = None
+) -> ListingBound:
+    """The bound of a feed's next listing: ``margin_hours`` behind its high-water ``mark``.
+
+    No mark yet (a feed's first run, or a feed without ``listing``): the whole prefix.
+    """
+    if mark is None or margin_hours is None:
+        return ListingBound()
+    return ListingBound(since=mark - timedelta(hours=margin_hours), date_folders=date_folders)
+
+
+def next_listing_mark(seen: Sequence[DropObject], not_landed: Sequence[DropObject]) -> datetime | None:
+    """Where the high-water mark may move after a run that listed ``seen``.
+
+    At most to the oldest version left unlanded (settling, failed), so it stays inside the next
+    listings until it lands; else to the newest version seen. None: nothing listed, nothing to move.
+    The ledger keeps the greater of this and the mark it had (the mark only moves forward).
+    """
+    if not_landed:
+        return min(remote.modified_at for remote in not_landed)
+    if seen:
+        return max(remote.modified_at for remote in seen)
+    return None
+
+
 def list_drop(
-    client: Any, bucket: str, prefix: str, patterns: Sequence[str], ignore_patterns: Sequence[str]
+    client: Any,
+    bucket: str,
+    prefix: str,
+    patterns: Sequence[str],
+    ignore_patterns: Sequence[str],
+    bound: ListingBound | None = None,
 ) -> list[DropObject]:
-    """The files under ``prefix`` (recursively) to land, oldest first."""
+    """The files under ``prefix`` (recursively) to land, oldest first; within ``bound`` when given."""
+    bound = bound or ListingBound()
+    arguments = {"Bucket": bucket, "Prefix": prefix}
+    start_after = bound.start_after(prefix)
+    if start_after:
+        arguments["StartAfter"] = start_after
     found = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for page in client.get_paginator("list_objects_v2").paginate(**arguments):
         for item in page.get("Contents", []):
             remote = drop_object(bucket, item, patterns, ignore_patterns)
-            if remote is not None:
+            if remote is not None and bound.admits(remote):
                 found.append(remote)
     return sorted(found, key=lambda f: (f.modified_at, f.path))
 
@@ -142,6 +216,10 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
     :param aws_conn_id: the Airflow connection of S3 (the local moto endpoint comes from its extras).
     :param settle_seconds: an object modified less than this long ago (LastModified against UTC now)
         is left for a later run.
+    :param listing_margin_hours: bound the listing by the feed's LastModified high-water mark, this
+        many hours behind it (see the module docstring); None lists the whole prefix every run.
+    :param date_folders: with ``listing_margin_hours``, the strftime format of the date folders right
+        under ``drop_prefix`` (e.g. ``%Y/%m/%d``): the listing starts at the floor's folder.
     """
 
     template_fields: Sequence[str] = ("bucket", "drop_bucket", "drop_prefix")
@@ -159,9 +237,13 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
         ignore_patterns: Sequence[str] = DEFAULT_IGNORE_PATTERNS,
         aws_conn_id: str = "aws_default",
         settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+        listing_margin_hours: float | None = None,
+        date_folders: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if date_folders and listing_margin_hours is None:
+            raise ValueError("date_folders needs listing_margin_hours (the mark bounds the listing)")
         if settle_seconds < 0:
             raise ValueError("settle_seconds cannot be negative")
         if not patterns:
@@ -175,6 +257,8 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
         self.ignore_patterns = tuple(ignore_patterns)
         self.aws_conn_id = aws_conn_id
         self.settle_seconds = settle_seconds
+        self.listing_margin_hours = listing_margin_hours
+        self.date_folders = date_folders
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -195,15 +279,25 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
             origin=s3_dataset(drop_bucket, prefix),
         )
         client = self.get_client()
-        seen = self._list(client, drop_bucket, prefix)
-        self.log.info("%d object(s) under %s match %s", len(seen), where, list(self.patterns))
+        bounded = self.listing_margin_hours is not None
+        mark = run.landing.ledger.landed_until(self.source, self.name) if bounded else None
+        bound = listing_bound(mark, self.listing_margin_hours, self.date_folders)
+        seen = self._list(client, drop_bucket, prefix, bound)
+        self.log.info(
+            "%d object(s) under %s match %s%s",
+            len(seen),
+            where,
+            list(self.patterns),
+            f" (modified since {bound.since:%Y-%m-%d %H:%M:%S} UTC)" if bound.since else "",
+        )
         done = run.landed_versions(seen)
-        to_land = []
+        to_land, not_landed = [], []
         for remote in seen:
             if remote.version in done:
                 run.already_landed(remote)
             elif reason := unsettled(remote, self.settle_seconds):
                 run.skip(remote, reason)
+                not_landed.append(remote)
             else:
                 to_land.append(remote)
 
@@ -214,11 +308,16 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
                     download, version_id = self._download(client, remote, local)
                 except S3DropError as exc:
                     run.fail(remote, str(exc))
+                    not_landed.append(remote)
                     continue
                 try:
-                    run.land_or_fail(remote, download, version_id=version_id)
+                    if run.land_or_fail(remote, download, version_id=version_id) is None:
+                        not_landed.append(remote)
                 finally:
                     local.unlink(missing_ok=True)
+        moved = next_listing_mark(seen, not_landed)
+        if bounded and moved is not None:
+            run.landing.ledger.advance_listing_mark(self.source, self.name, moved, context["run_id"])
         return run.finish(context, len(seen), where, S3DropError)
 
     def lineage_inputs(self) -> list[DatasetRef]:
@@ -240,11 +339,11 @@ class S3DropExtractOperator(ReportsLineage, BaseOperator):
 
     # -- listing ----------------------------------------------------------------------------------
 
-    def _list(self, client: Any, bucket: str, prefix: str) -> list[DropObject]:
+    def _list(self, client: Any, bucket: str, prefix: str, bound: ListingBound) -> list[DropObject]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            return list_drop(client, bucket, prefix, self.patterns, self.ignore_patterns)
+            return list_drop(client, bucket, prefix, self.patterns, self.ignore_patterns, bound)
         except (ClientError, BotoCoreError) as exc:
             raise S3DropError(
                 f"cannot list s3://{bucket}/{prefix} (connection {self.aws_conn_id!r}): {exc}"

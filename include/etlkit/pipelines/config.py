@@ -15,6 +15,7 @@ name the feed: a typo should fail the DAG import with a clear error, not a task 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -47,12 +48,23 @@ KIND_OPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"conn_id", "remote_dir", "pattern"}),
         frozenset({"settle_seconds", "stable_check_seconds", "server_timezone"}),
     ),
-    "s3_drop": (frozenset({"drop_prefix"}), frozenset({"drop_bucket", "patterns", "settle_seconds"})),
+    "s3_drop": (
+        frozenset({"drop_prefix"}),
+        frozenset({"drop_bucket", "patterns", "settle_seconds", "listing", "events"}),
+    ),
 }
 # FTPS: the FTP kind over explicit TLS (control and data encrypted, the server's certificate verified).
 KIND_OPTIONS["ftps"] = KIND_OPTIONS["ftp"]
 # SFTP: the same drop over SSH (times are UTC by the protocol: no server_timezone).
 KIND_OPTIONS["sftp"] = (KIND_OPTIONS["ftp"][0], frozenset({"settle_seconds", "stable_check_seconds"}))
+# An S3 drop's bounded listing: ``margin_hours`` behind the LastModified high-water mark, and
+# ``date_folders``, the strftime format of the date folders right under the drop prefix (opt-in).
+LISTING_OPTIONS = frozenset({"margin_hours", "date_folders"})
+DEFAULT_LISTING_MARGIN_HOURS = 24
+# An S3 drop woken by S3 event notifications sent to an SQS queue (``include/etlkit/pipelines/events.py``).
+EVENT_OPTIONS = frozenset({"queue_url", "aws_conn_id", "wait_time_seconds", "waiter_delay"})
+QUEUE_URL = re.compile(r"^https?://[^\s/]+/\S+$")
+ENV_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)\}")
 # What any feed may say: how stale it may get before the etl_freshness DAG alerts.
 COMMON_OPTIONS = frozenset({"freshness_hours"})
 LOAD_OPTIONS = frozenset({"table", "key", "merge", "version"})
@@ -172,6 +184,7 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
         isinstance(options["overlap_minutes"], int) and options["overlap_minutes"] >= 0
     ):
         raise PipelineConfigError(f"{where}: feed {name!r}: overlap_minutes must be a whole number >= 0")
+    _check_drop_options(where, name, options)
     if "schema" not in body and "load" not in body:
         return Feed(name=name, kind=kind, options=options, schema=None, load=None)  # a model's input
     schema = body.get("schema")
@@ -205,6 +218,54 @@ def _feed(where: str, name: str, body: Mapping[str, Any], source: str) -> Feed:
     # rather than letting the merge keep one of the rows silently.
     file_schema = {"name": name, "key": list(load["key"]), **schema}
     return Feed(name=name, kind=kind, options=options, schema=file_schema, load=table_load)
+
+
+def _check_drop_options(where: str, name: str, options: Mapping[str, Any]) -> None:
+    """``listing`` (the bounded polling listing) and ``events`` (S3 events through SQS) of an S3 drop.
+
+    Both are read when the DAG file is parsed, so a typo fails the import naming the feed.
+    """
+    listing = options.get("listing")
+    if listing is not None:
+        if not isinstance(listing, Mapping) or listing.keys() - LISTING_OPTIONS:
+            raise PipelineConfigError(
+                f"{where}: feed {name!r}: listing may only say {sorted(LISTING_OPTIONS)}"
+            )
+        margin = listing.get("margin_hours", DEFAULT_LISTING_MARGIN_HOURS)
+        if not (isinstance(margin, int | float) and not isinstance(margin, bool) and margin > 0):
+            raise PipelineConfigError(f"{where}: feed {name!r}: listing.margin_hours must be a number > 0")
+        folders = listing.get("date_folders")
+        if folders is not None and not _sorts_by_date(folders):
+            raise PipelineConfigError(
+                f"{where}: feed {name!r}: listing.date_folders must be a strftime format that sorts "
+                f"by date, year first (e.g. '%Y/%m/%d' or 'dt=%Y-%m-%d'), not {folders!r}"
+            )
+    events = options.get("events")
+    if events is not None:
+        if not isinstance(events, Mapping) or events.keys() - EVENT_OPTIONS or "queue_url" not in events:
+            raise PipelineConfigError(
+                f"{where}: feed {name!r}: events needs queue_url and may say {sorted(EVENT_OPTIONS)}"
+            )
+        queue = events["queue_url"]
+        if not isinstance(queue, str) or not (QUEUE_URL.match(queue) or ENV_REFERENCE.fullmatch(queue)):
+            raise PipelineConfigError(
+                f"{where}: feed {name!r}: events.queue_url must be an SQS queue URL (http[s]://...) "
+                "or ${ENVIRONMENT_VARIABLE} naming one"
+            )
+        for number in ("wait_time_seconds", "waiter_delay"):
+            value = events.get(number, 0)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                raise PipelineConfigError(
+                    f"{where}: feed {name!r}: events.{number} must be a whole number >= 0"
+                )
+
+
+def _sorts_by_date(fmt: Any) -> bool:
+    """Whether ``fmt`` names folders whose text order is their date order (year, then month, then day)."""
+    if not isinstance(fmt, str) or fmt.startswith("/"):
+        return False
+    positions = [fmt.find(code) for code in ("%Y", "%m", "%d")]
+    return min(positions) >= 0 and positions == sorted(positions)
 
 
 def _warehouse(where: str, body: Any) -> WarehouseSteps:

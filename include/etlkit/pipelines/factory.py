@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from include.etlkit.pipelines.config import KIND_OPTIONS, Feed, PipelineConfig
+from include.etlkit.pipelines.config import (
+    DEFAULT_LISTING_MARGIN_HOURS,
+    KIND_OPTIONS,
+    Feed,
+    PipelineConfig,
+)
 
 if TYPE_CHECKING:
     from include.etlkit.extract.base import TableSpec
@@ -145,6 +150,12 @@ def _drop_location(feed: Feed) -> dict[str, Any]:
     # run that lands nothing.
     if feed.option("settle_seconds") is not None:
         location["settle_seconds"] = feed.option("settle_seconds")
+    # The same bounded listing for both, from the feed's LastModified high-water mark.
+    listing = feed.option("listing")
+    if listing is not None:
+        location["listing_margin_hours"] = listing.get("margin_hours", DEFAULT_LISTING_MARGIN_HOURS)
+        if listing.get("date_folders"):
+            location["date_folders"] = listing["date_folders"]
     return location
 
 

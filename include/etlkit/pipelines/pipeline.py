@@ -35,7 +35,7 @@ from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
 from include.etlkit.load.warehouse import WAREHOUSE_CONN_ID
-from include.etlkit.pipelines import factory
+from include.etlkit.pipelines import events, factory
 from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
 from include.etlkit.pipelines.models import Model
 from include.etlkit.run_params import RunOnlyRequestedFeed, ingest_params
@@ -76,7 +76,6 @@ class Pipeline:
         self.source = config.source
         self.start = config.start
         self.ingest_schedule = CronDataIntervalTimetable(config.ingest_schedule, timezone="UTC")
-        self.drops_schedule = CronDataIntervalTimetable(config.drops_schedule, timezone="UTC")
         self.reconcile_schedule = (
             CronDataIntervalTimetable(config.reconcile_schedule, timezone="UTC")
             if config.reconcile_schedule
@@ -96,6 +95,13 @@ class Pipeline:
         self.warehouse = Asset(name=f"{self.source}_warehouse", group=self.source)
         # The load's SQL is per dialect (sql/<dialect>/), read when its tasks run: no searchpath.
         self.template_searchpath: list[str] = []
+
+    @property
+    def drops_schedule(self) -> Any:
+        """The cron; or the cron or an S3 arrival announced through SQS, when a drop feed says
+        ``events`` and its queue is configured. Built at each parse (the pipeline is cached per
+        process), so it follows the environment the DAG file is parsed in."""
+        return events.drops_schedule(self.config)
 
     @staticmethod
     def default_args() -> dict[str, Any]:

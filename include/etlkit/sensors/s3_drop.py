@@ -15,11 +15,10 @@ is immutable, drops are never deleted), so it would fire at once on every deferr
 needs the ledger's answer inside the trigger's condition, hence a trigger of our own.
 
 Why the trigger lists in a thread (``asyncio.to_thread``) rather than with the provider's async hook
-(``S3Hook.get_async_conn``): the async hook needs ``aiobotocore``, which the project does not install
-(it is only in the constraints, as an optional extra of the amazon provider). One LIST call per poke
-in the triggerer's default thread pool never blocks its event loop, and the trigger runs exactly the
-listing code the extract and the worker use (:func:`~include.etlkit.extract.s3_drop.list_drop`), so
-all three agree on what a version is.
+(``S3Hook.get_async_conn``, on ``aiobotocore``, which the project installs for the SQS watcher of
+event-driven drops): one LIST call per poke in the triggerer's default thread pool never blocks its
+event loop, and the trigger runs exactly the listing code the extract and the worker use
+(:func:`~include.etlkit.extract.s3_drop.list_drop`), so all three agree on what a version is.
 
 The trigger also ends itself at the sensor's deadline (``timeout`` from the first poke, carried across
 re-deferrals), so the sensor times out even where the triggerer does not enforce deferral timeouts
@@ -27,15 +26,15 @@ re-deferrals), so the sensor times out even where the triggerer does not enforce
 The trigger class must be importable by the triggerer: on MWAA the ``dags/`` folder (holding
 ``include/``) must be on its ``sys.path``.
 
-**The event-driven alternative** (documented, not built): with S3 event notifications sent to SQS,
-Airflow 3's ``AssetWatcher`` with the common-messaging provider's ``MessageQueueTrigger(scheme="sqs",
-sqs_queue=..., aws_conn_id=...)`` turns each ``ObjectCreated`` event into an Asset event, and a DAG
-scheduled on that Asset runs :class:`~include.etlkit.extract.s3_drop.S3DropExtractOperator`. No task
-waits at all, which is the better production shape for many partners. The extract still lists the
-prefix and consults the ledger (an event only wakes the DAG, it does not define the work), so a lost
-or duplicated notification costs nothing. It needs the SQS queue, its policy and the bucket
-notification in Terraform, and ``apache-airflow-providers-common-messaging`` (2.0.4 in the
-constraints) added to ``requirements.txt``; it is not installed here.
+**Woken by S3 events** (``events:`` on the feed, :mod:`include.etlkit.pipelines.events`): the DAG
+also runs on each arrival announced through SQS. Such a run must not sit out the polling timeout when
+the event's file is already landed (duplicate events, an arrival another run took): it waits at most
+``event_timeout`` seconds beyond ``settle_seconds``, then skips (``soft_fail``), and the next event or
+the cron fallback takes over.
+
+**A bounded listing** (``listing_margin_hours``, ``date_folders``): the sensor and its trigger list
+from the feed's LastModified high-water mark, as the extract does (:mod:`include.etlkit.extract.s3_drop`),
+so neither the listing nor the trigger's ``known`` set grows with every file ever delivered.
 """
 
 from __future__ import annotations
@@ -55,10 +54,15 @@ from include.etlkit.extract.s3_drop import (
     DEFAULT_PATTERNS,
     DEFAULT_SETTLE_SECONDS,
     DropObject,
+    ListingBound,
     S3DropError,
     list_drop,
+    listing_bound,
     normalise_prefix,
 )
+
+# The run type of a run an Asset event (here: an S3 arrival through SQS) started.
+ASSET_TRIGGERED = "asset_triggered"
 
 
 def _s3_client(aws_conn_id: str) -> Any:
@@ -73,6 +77,8 @@ class S3DropTrigger(BaseTrigger):
     :param known: fingerprints (:attr:`DropObject.fingerprint`) of the versions present and already
         landed when the sensor deferred: about 20 bytes each in the trigger's stored kwargs.
     :param deadline: ISO time (UTC) at which to give up with a ``timeout`` event; None waits forever.
+    :param listed_since: ISO time (naive UTC): list only objects modified since (a bounded listing).
+    :param date_folders: with ``listed_since``, the drop's date folder format (``StartAfter``).
     """
 
     def __init__(
@@ -87,6 +93,8 @@ class S3DropTrigger(BaseTrigger):
         aws_conn_id: str = "aws_default",
         poke_interval: float = 60,
         deadline: str | None = None,
+        listed_since: str | None = None,
+        date_folders: str | None = None,
     ) -> None:
         super().__init__()
         self.drop_bucket = drop_bucket
@@ -98,6 +106,8 @@ class S3DropTrigger(BaseTrigger):
         self.aws_conn_id = aws_conn_id
         self.poke_interval = poke_interval
         self.deadline = deadline
+        self.listed_since = listed_since
+        self.date_folders = date_folders
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -112,13 +122,19 @@ class S3DropTrigger(BaseTrigger):
                 "aws_conn_id": self.aws_conn_id,
                 "poke_interval": self.poke_interval,
                 "deadline": self.deadline,
+                "listed_since": self.listed_since,
+                "date_folders": self.date_folders,
             },
         )
 
     def new_objects(self, client: Any) -> list[DropObject]:
         """The settled versions in the drop that were not known to be landed (a blocking call)."""
         known = set(self.known)
-        listed = list_drop(client, self.drop_bucket, self.drop_prefix, self.patterns, self.ignore_patterns)
+        since = datetime.fromisoformat(self.listed_since) if self.listed_since else None
+        bound = ListingBound(since=since, date_folders=self.date_folders)
+        listed = list_drop(
+            client, self.drop_bucket, self.drop_prefix, self.patterns, self.ignore_patterns, bound
+        )
         return [o for o in listed if o.fingerprint not in known and not unsettled(o, self.settle_seconds)]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -162,6 +178,10 @@ class S3DropSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default) rather than poking from a worker.
     :param poke_interval: seconds between two listings, in either mode.
     :param timeout: seconds from the first poke before the sensor fails (or skips, ``soft_fail``).
+    :param event_timeout: in a run an Asset event started (an S3 arrival), seconds to wait beyond
+        ``settle_seconds`` instead of ``timeout``.
+    :param listing_margin_hours: list from the feed's high-water mark, as the extract does.
+    :param date_folders: the drop's date folder format, as the extract's.
     """
 
     template_fields: Sequence[str] = ("source", "drop_bucket", "drop_prefix")
@@ -180,6 +200,9 @@ class S3DropSensor(BaseSensorOperator):
         aws_conn_id: str = "aws_default",
         deferrable: bool = True,
         poke_interval: float = 60,
+        event_timeout: float = 120,
+        listing_margin_hours: float | None = None,
+        date_folders: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(poke_interval=poke_interval, **kwargs)
@@ -194,6 +217,10 @@ class S3DropSensor(BaseSensorOperator):
         self.settle_seconds = settle_seconds
         self.aws_conn_id = aws_conn_id
         self.deferrable = deferrable
+        self.event_timeout = event_timeout
+        self.listing_margin_hours = listing_margin_hours
+        self.date_folders = date_folders
+        self._bound = ListingBound()
 
     @property
     def where(self) -> str:
@@ -204,9 +231,19 @@ class S3DropSensor(BaseSensorOperator):
         from botocore.exceptions import BotoCoreError, ClientError
 
         prefix = normalise_prefix(self.drop_prefix)
+        if self.listing_margin_hours is not None:
+            from include.etlkit.control.ledger import Ledger
+
+            mark = Ledger().landed_until(self.source, self.name)
+            self._bound = listing_bound(mark, self.listing_margin_hours, self.date_folders)
         try:
             seen = list_drop(
-                _s3_client(self.aws_conn_id), self.drop_bucket, prefix, self.patterns, self.ignore_patterns
+                _s3_client(self.aws_conn_id),
+                self.drop_bucket,
+                prefix,
+                self.patterns,
+                self.ignore_patterns,
+                self._bound,
             )
         except (ClientError, BotoCoreError) as exc:
             raise S3DropError(f"cannot list {self.where} (connection {self.aws_conn_id!r}): {exc}") from exc
@@ -231,7 +268,14 @@ class S3DropSensor(BaseSensorOperator):
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        return self._wait(datetime.now(UTC) + timedelta(seconds=self.timeout))
+        return self._wait(datetime.now(UTC) + timedelta(seconds=self.wait_seconds(context)))
+
+    def wait_seconds(self, context: Any) -> float:
+        """``timeout``; or, in a run an S3 arrival woke, only long enough for a new file to settle."""
+        dag_run = context.get("dag_run")
+        if dag_run is not None and str(getattr(dag_run, "run_type", "")) == ASSET_TRIGGERED:
+            return min(float(self.timeout), self.settle_seconds + self.event_timeout)
+        return float(self.timeout)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> list[str]:
         """Resume after the trigger fired: make sure with the ledger, else wait again."""
@@ -260,6 +304,8 @@ class S3DropSensor(BaseSensorOperator):
                 aws_conn_id=self.aws_conn_id,
                 poke_interval=self.poke_interval,
                 deadline=deadline.isoformat(),
+                listed_since=self._bound.since.isoformat() if self._bound.since else None,
+                date_folders=self._bound.date_folders,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=left),
