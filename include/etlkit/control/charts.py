@@ -131,9 +131,8 @@ def line_chart(panel: Panel, colour: str = COLOURS[0]) -> Markup:
             f'data-value="{_attr(raw)}"><title>{escape(str(label))}: {escape(str(raw))}</title></circle>'
         )
         if i in labelled:
-            parts.append(
-                f'<text x="{x}" y="{LINE_HEIGHT - 6}" text-anchor="middle">{escape(_short(str(label)))}</text>'
-            )
+            text = escape(_short(str(label)))
+            parts.append(f'<text x="{x}" y="{LINE_HEIGHT - 6}" text-anchor="middle">{text}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 
