@@ -79,7 +79,11 @@ def test_every_chart_has_data_from_the_marts_of_the_warehouse_in_force(seeded, m
     # Incentives (GBP): 1% of each store's top monthly seller's sales (the retail sample's figures).
     [incentives] = charts["sales_team_incentives"].panels
     assert incentives.title == "GBP"
-    assert incentives.points == [("Grace Hopper", 1.23), ("Alan Turing", 1.2), ("Ada Byron", 1.0)]
+    assert incentives.points == [
+        ("Grace Hopper · 20", 1.23),
+        ("Alan Turing · 10", 1.2),
+        ("Ada Byron · 10", 1.0),
+    ]
     assert all(len(p.points) <= 10 for p in charts["sales_by_staff"].panels)
 
 

@@ -73,23 +73,25 @@ def test_number(value, text):
     assert number(value) == text
 
 
-def test_rows_split_into_panels_in_query_order_and_same_labels_add_up_within_a_panel_only():
-    spec = ChartSpec("s", "S", "q.sql", "bars", label="bucket", value="amount", panel=("currency", "kind"))
-    columns = ["bucket", "kind", "currency", "amount"]
+def test_rows_split_into_panels_in_query_order_one_point_per_row_labelled_by_its_columns():
+    spec = ChartSpec(
+        "s", "S", "q.sql", "bars", label=("name", "id"), value="amount", panel=("currency", "kind")
+    )
+    columns = ["name", "id", "kind", "currency", "amount"]
     rows = [
-        ("0-30", "SALES", "GBP", Decimal("10")),
-        ("31-60", "SALES", "GBP", Decimal("5")),
-        ("0-30", "SALES", "GBP", Decimal("1")),
-        ("0-30", "SALES", "EUR", None),
+        ("Granite", 7, "SALES", "GBP", Decimal("10")),
+        ("Concrete", 2, "SALES", "GBP", Decimal("5")),
+        ("Granite", 9, "SALES", "GBP", Decimal("1")),  # another design of the same name
+        ("Granite", 7, "SALES", "EUR", None),
     ]
     assert panels(spec, columns, rows) == [
-        Panel("GBP · SALES", [("0-30", 11.0), ("31-60", 5.0)]),
-        Panel("EUR · SALES", [("0-30", 0.0)]),
+        Panel("GBP · SALES", [("Granite · 7", 10.0), ("Concrete · 2", 5.0), ("Granite · 9", 1.0)]),
+        Panel("EUR · SALES", [("Granite · 7", 0.0)]),
     ]
 
 
 def test_panels_cap_their_points_label_dates_by_day_and_name_a_missing_column():
-    spec = ChartSpec("s", "S", "q.sql", "line", label="month", value="v", unit="GBP", max_points=2)
+    spec = ChartSpec("s", "S", "q.sql", "line", label=("month",), value="v", unit="GBP", max_points=2)
     rows = [(date(2024, 1, 1), 1), (date(2024, 2, 1), 2), (date(2024, 3, 1), 3)]
     assert panels(spec, ["month", "v"], rows) == [Panel("GBP", [("2024-01-01", 1.0), ("2024-02-01", 2.0)])]
     with pytest.raises(ValueError, match="no column v"):

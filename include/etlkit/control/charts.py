@@ -130,9 +130,10 @@ def line_chart(panel: Panel, colour: str = COLOURS[0]) -> Markup:
             f'<circle class="point" cx="{x}" cy="{y}" r="3" fill="{colour}" data-label="{_attr(label)}" '
             f'data-value="{_attr(raw)}"><title>{escape(str(label))}: {escape(str(raw))}</title></circle>'
         )
-        if i in labelled:
+        if i in labelled:  # the ends anchored inwards, so no label runs off the chart
+            anchor = "start" if i == 0 and len(values) > 1 else "end" if i == len(values) - 1 else "middle"
             text = escape(_short(str(label)))
-            parts.append(f'<text x="{x}" y="{LINE_HEIGHT - 6}" text-anchor="middle">{text}</text>')
+            parts.append(f'<text x="{x}" y="{LINE_HEIGHT - 6}" text-anchor="{anchor}">{text}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
 

@@ -53,14 +53,15 @@ class ChartSpec:
     """One chart: its query file in ``sql/dashboard/`` and which columns it draws.
 
     ``panel`` columns split the rows into one small chart each (a currency, say: amounts in two
-    currencies never share an axis); no panel columns draw one panel titled ``unit``.
+    currencies never share an axis); no panel columns draw one panel titled ``unit``. A point's
+    label joins the ``label`` columns (a name, then what tells two of that name apart).
     """
 
     name: str
     title: str
     query: str
     kind: str  # "bars" or "line" (charts.draw)
-    label: str
+    label: tuple[str, ...]
     value: str
     panel: tuple[str, ...] = ()
     unit: str = ""
@@ -74,7 +75,7 @@ CHARTS = (
         "Monthly sales by currency",
         "monthly_revenue_trend.sql",
         "line",
-        label="sales_month",
+        label=("sales_month",),
         value="total_value",
         panel=("currency_code",),
         note="Revenue per month of the orders' creation, each order once at its latest version.",
@@ -84,17 +85,17 @@ CHARTS = (
         "Top designs by sales value",
         "top_designs_by_value.sql",
         "bars",
-        label="design_name",
+        label=("design_name", "design_id"),
         value="total_value",
         panel=("currency_code",),
-        note="The 10 best-selling designs in each currency, over all months.",
+        note="The 10 best-selling designs (name · design id) in each currency, over all months.",
     ),
     ChartSpec(
         "sales_by_staff",
         "Sales by staff",
         "sales_by_staff.sql",
         "bars",
-        label="staff_name",
+        label=("staff_name",),
         value="total_value",
         panel=("currency_code",),
         max_points=10,
@@ -105,7 +106,7 @@ CHARTS = (
         "Outstanding payments ageing",
         "outstanding_payments_ageing.sql",
         "bars",
-        label="ageing_bucket",
+        label=("ageing_bucket",),
         value="outstanding_amount",
         panel=("currency_code", "payment_type_name"),
         note="Unpaid amounts by days past their payment date, as of today.",
@@ -115,10 +116,11 @@ CHARTS = (
         "Retail sales-team incentives",
         "retail_sales_team_incentives.sql",
         "bars",
-        label="full_name",
+        label=("full_name", "store_id"),
         value="incentive_gbp",
         unit="GBP",
-        note="1% of a month's sales for each store's top seller of the month, summed over months.",
+        note="1% of a month's sales for each store's top seller of the month, summed over months "
+        "(name · store).",
     ),
 )
 
@@ -169,23 +171,21 @@ def _number(value: Any) -> float:
 
 
 def panels(spec: ChartSpec, columns: Sequence[str], rows: Sequence[tuple]) -> list[Panel]:
-    """The query's rows split into panels by ``spec.panel``, in the query's order.
+    """The query's rows split into panels by ``spec.panel``, one point per row, in the query's order.
 
-    Rows of one panel with the same label are added up (a bucket reported per payment type, say);
-    nothing is ever added across panels.
+    Nothing is added up here: the query has aggregated already, and two rows with one label (two
+    designs of the same name) stay two points, told apart by the label's further columns.
     """
     index = {name: i for i, name in enumerate(columns)}
-    missing = [c for c in (spec.label, spec.value, *spec.panel) if c not in index]
+    missing = [c for c in (*spec.label, spec.value, *spec.panel) if c not in index]
     if missing:
         raise ValueError(f"{spec.query} returns no column {', '.join(missing)}")
-    grouped: dict[str, dict[str, float]] = {}
+    grouped: dict[str, list[tuple[str, float]]] = {}
     for row in rows:
         title = " · ".join(_label(row[index[c]]) for c in spec.panel) or spec.unit
-        points = grouped.setdefault(title, {})
-        label = _label(row[index[spec.label]])
-        points[label] = points.get(label, 0.0) + _number(row[index[spec.value]])
-    limit = spec.max_points
-    return [Panel(title, list(points.items())[:limit]) for title, points in grouped.items()]
+        label = " · ".join(_label(row[index[c]]) for c in spec.label)
+        grouped.setdefault(title, []).append((label, _number(row[index[spec.value]])))
+    return [Panel(title, points[: spec.max_points]) for title, points in grouped.items()]
 
 
 def warehouse_name() -> str:
