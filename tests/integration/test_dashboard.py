@@ -189,3 +189,26 @@ def test_pipeline_health_from_the_control_plane(control_plane, logged_dag, sourc
     _age_landings(source_name, 30)
     [stale] = pipeline_health(control_plane, rules[:1]).freshness
     assert stale["state"] == "stale" and stale["age_hours"] == pytest.approx(30, abs=0.5)
+
+
+# PostgreSQL type OIDs (cursor.description) -> the QuickSight column type that holds them.
+QUICKSIGHT_TYPES = {
+    20: "INTEGER", 21: "INTEGER", 23: "INTEGER",
+    700: "DECIMAL", 701: "DECIMAL", 1700: "DECIMAL",
+    1082: "DATETIME", 1114: "DATETIME", 1184: "DATETIME",
+    25: "STRING", 1042: "STRING", 1043: "STRING",
+}  # fmt: skip
+
+
+def test_the_quicksight_data_sets_declare_each_querys_columns_and_types(seeded):
+    from include.etlkit.control.dashboard import DASHBOARD_SQL
+    from tests.unit.test_terraform import local
+
+    _, conn = seeded
+    declared = local("quicksight_data_sets")
+    for name, columns in declared.items():
+        with conn, conn.cursor() as cur:
+            cur.execute((DASHBOARD_SQL / f"{name}.sql").read_text())
+            returned = {d.name: QUICKSIGHT_TYPES[d.type_code] for d in cur.description}
+            assert cur.fetchall(), f"{name} returns no rows on the seeded warehouse"
+        assert returned == columns, name
