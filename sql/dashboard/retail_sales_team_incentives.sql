@@ -12,5 +12,5 @@ SELECT
     count(DISTINCT CASE WHEN incentive_gbp > 0 THEN sales_month END) AS months_top_seller
 FROM mart.sales_team_monthly
 GROUP BY store_id, sales_person_id, full_name
-ORDER BY incentive_gbp DESC, total_sales_gbp DESC, sales_person_id
+ORDER BY incentive_gbp DESC NULLS LAST, total_sales_gbp DESC NULLS LAST, sales_person_id
 LIMIT 10
