@@ -4,7 +4,9 @@
   operators included, so no operator has to remember to log.
 - A FastAPI app (``include.etlkit.control.ui``) mounted on the API server at ``/etl-control`` shows
   ``etl.audit`` with a switch per task and the recent ``etl.task_log`` rows; an external view puts it
-  in the UI's navigation (Admin menu), embedded at ``/plugin/etl-control``.
+  in the UI's navigation (Admin menu), embedded at ``/plugin/etl-control``;
+- the same app's Dashboard page (``/etl-control/dashboard``: pipeline health and the business marts
+  as charts), in the navigation's Browse menu, embedded at ``/plugin/etl-dashboard``.
 
 The framework is imported lazily: on MWAA the dags folder (where ``include`` lives) joins
 ``sys.path`` only once DAGs are parsed, after plugins load, and the API server parses no DAGs at all.
@@ -103,5 +105,12 @@ class EtlControlPlugin(AirflowPlugin):
             "url_route": "etl-control",
             "destination": "nav",
             "category": "admin",
-        }
+        },
+        {
+            "name": "ETL dashboard",
+            "href": UI_URL_PREFIX.lstrip("/") + "/dashboard",
+            "url_route": "etl-dashboard",
+            "destination": "nav",
+            "category": "browse",
+        },
     ]

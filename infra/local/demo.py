@@ -287,9 +287,13 @@ def main() -> int:
     _print_section("retail: files and marts", _retail_summary)
     _print_section("etl.task_log (python -m include.etlkit.control log)", _task_log_summary)
     _print_section("lineage (OpenLineage events of every task: README, Lineage)", _lineage_summary)
+    ui = f"http://127.0.0.1:{settings.UI_PORT}"
     print(
         "\nWhere to look next:\n"
-        f"  Airflow UI:        make airflow ARGS=standalone   then http://127.0.0.1:{settings.UI_PORT}\n"
+        f"  Airflow UI:        make airflow ARGS=standalone   then {ui}\n"
+        f"  dashboard:         {ui}/plugin/etl-dashboard (Browse → ETL dashboard; alone: "
+        f"{ui}/etl-control/dashboard)\n"
+        f"  control plane:     {ui}/plugin/etl-control (Admin → ETL control plane)\n"
         "  audit switches:    make control ARGS=list\n"
         "  recent task log:   make control ARGS=log\n"
         f"  lineage events:    {LINEAGE_FILE} (or Marquez: README, Lineage)\n"

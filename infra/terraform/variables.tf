@@ -209,3 +209,37 @@ variable "snowflake_database" {
   type        = string
   default     = "WAREHOUSE"
 }
+
+variable "quicksight_enabled" {
+  description = "Declare QuickSight data sets over the dashboard queries of sql/dashboard/ (quicksight.tf), for teams that chart in QuickSight rather than (or beside) the Airflow UI's Dashboard page. Needs a QuickSight subscription in the account."
+  type        = bool
+  default     = false
+}
+
+variable "quicksight_warehouse" {
+  description = "The PostgreSQL warehouse QuickSight reads (schema mart): host, port and database."
+  type = object({
+    host     = string
+    port     = optional(number, 5432)
+    database = optional(string, "warehouse")
+  })
+  default = null
+}
+
+variable "quicksight_credentials_secret_arn" {
+  description = "Secrets Manager secret with the read-only BI login (username, password) QuickSight uses: a role granted SELECT on schema mart only (sql/dashboard/README.md). Created outside Terraform, so no password is in the state."
+  type        = string
+  default     = null
+}
+
+variable "quicksight_vpc_connection_arn" {
+  description = "QuickSight VPC connection to reach a warehouse in private subnets (null: QuickSight connects over the network directly)."
+  type        = string
+  default     = null
+}
+
+variable "quicksight_principal_arn" {
+  description = "QuickSight user or group ARN that owns the data source and data sets (arn:aws:quicksight:<region>:<account>:group/default/<name>)."
+  type        = string
+  default     = null
+}

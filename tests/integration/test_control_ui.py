@@ -97,8 +97,11 @@ def test_the_plugin_lists_the_page_in_the_ui_navigation(client, airflow_api):
     plugins = client.get("/api/v2/plugins").json()["plugins"]
     plugin = next(p for p in plugins if p["name"] == "etl_control")
     assert plugin["fastapi_apps"][0]["url_prefix"] == "/etl-control"
-    [view] = plugin["external_views"]
-    assert (view["href"], view["url_route"], view["destination"]) == ("etl-control/", "etl-control", "nav")
+    views = [(v["href"], v["url_route"], v["destination"]) for v in plugin["external_views"]]
+    assert views == [
+        ("etl-control/", "etl-control", "nav"),
+        ("etl-control/dashboard", "etl-dashboard", "nav"),
+    ]
 
 
 def test_an_anonymous_browser_is_sent_to_the_login_page_and_an_anonymous_api_call_is_refused(client):
@@ -106,6 +109,40 @@ def test_an_anonymous_browser_is_sent_to_the_login_page_and_an_anonymous_api_cal
     assert response.status_code == 303
     assert response.headers["location"].startswith("/auth/login?next=")
     assert client.get("/etl-control/api/audit").status_code == 401
+
+
+def test_the_dashboard_needs_a_login_and_shows_health_and_charts_each_failing_alone(
+    client, airflow_api, dag_id, monkeypatch
+):
+    from tests.integration.airflow_server import pg_uri
+    from tests.integration.warehouse_seed import load_retail_sample, scratch_database
+
+    dashboard = "/etl-control/dashboard"
+    response = client.get(dashboard, headers=HTML, follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/auth/login?next=")
+
+    with scratch_database("warehouse_ui") as (name, conn):
+        load_retail_sample(conn)  # retail marts only: the four totesys charts have no mart
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE core.dim_sales_person SET first_name = '<script>alert(1)</script>'")
+        monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE_UI_TEST", pg_uri(name))
+        monkeypatch.setenv("AIRFLOW_VAR_WAREHOUSE_CONN_ID", "warehouse_ui_test")
+        login(client, airflow_api[1], role="viewer")
+        html = client.get(dashboard).text
+
+    assert "connection <code>warehouse_ui_test</code>" in html
+    assert html.count('data-state="error"') == 4 and html.count("This chart could not be drawn") == 4
+    assert 'data-chart="sales_team_incentives"\n  data-state="data"' in html
+    assert html.count('class="point"') == 3  # the incentives' three sellers
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # Health: the DAG's run task by task, and its failed try with the error's first line only.
+    assert f'<table class="runs" data-dag-id="{dag_id}">' in html
+    failure = html[html.index(f'<tr data-dag-id="{dag_id}" data-task-id="transform">') :]
+    assert '<td class="error-text">boom</td>' in failure[: failure.index("</tr>")]
+    assert 'id="freshness"' in html and 'data-feed="totesys.sales_order"' in html
+    assert 'href="/etl-control/" id="control-plane-link"' in html
+    assert 'href="/etl-control/dashboard" id="dashboard-link"' in client.get(PAGE).text
 
 
 def test_the_page_lists_every_audit_row_and_the_dags_recent_tries(client, airflow_api, dag_id):

@@ -640,6 +640,24 @@ def test_the_top_seller_of_each_store_and_month_by_gbp_gets_one_percent_and_ties
     ]
 
 
+def test_the_dashboards_incentives_chart_reads_the_snowflake_marts(retail, monkeypatch):
+    # The Dashboard page's query and panels on the Snowflake dialect (no read-only statement there).
+    from include.etlkit.control.dashboard import CHARTS, chart
+
+    monkeypatch.setenv("AIRFLOW_VAR_WAREHOUSE_CONN_ID", CONN_ID)
+    [spec] = [spec for spec in CHARTS if spec.name == "sales_team_incentives"]
+    drawn = chart(warehouse_for(), spec)
+    assert drawn.error is None
+    [panel] = drawn.panels
+    assert panel.points == [
+        ("Ada Stone · 1", 1.4),
+        ("Dee Ford · 2", 0.8),  # tied with Eli on incentive and GBP sales: the lower id first
+        ("Eli Park · 2", 0.8),
+        ("Ben Marsh · 1", 0.0),
+        ("Cy Hale · 1", 0.0),
+    ]
+
+
 def test_customer_monthly_totals_per_currency_and_in_gbp(retail):
     rows = rows_of(
         retail,

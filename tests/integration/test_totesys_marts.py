@@ -10,33 +10,31 @@ so every test sees the snapshot as loaded.
 from __future__ import annotations
 
 import datetime as dt
-import io
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
-import psycopg2
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 import pytest
-from psycopg2 import sql
 from psycopg2.extensions import connection
 
-from include.etlkit.paths import SQL_DIR, sql_file
-from include.etlkit.totesys.transform import LOAD_ORDER, build_tables
-from infra.local import seed_totesys
+from include.etlkit.paths import SQL_DIR
+from include.etlkit.totesys.transform import build_tables
+from tests.integration.warehouse_seed import (
+    SNAPSHOT,
+    apply_totesys_marts,
+    copy_frame,
+    load_totesys_snapshot,
+    scratch_database,
+    totesys_source,
+)
 
 pytestmark = pytest.mark.integration
 
-SNAPSHOT = "2024-11-15"
-SOURCE_TABLES = (
-    "address", "counterparty", "currency", "department", "design", "payment",
-    "payment_type", "purchase_order", "sales_order", "staff", "transaction",
-)  # fmt: skip
-DASHBOARD_QUERIES = sorted((SQL_DIR / "dashboard").glob("*.sql"))
+# The totesys dashboard queries; retail_*.sql read the retail marts (tests/integration/test_dashboard.py).
+DASHBOARD_QUERIES = sorted(
+    p for p in (SQL_DIR / "dashboard").glob("*.sql") if not p.name.startswith("retail_")
+)
 CENT = Decimal("0.01")
 
 # The mart's contract with BI tools: renaming or dropping one of these breaks saved datasets.
@@ -64,58 +62,17 @@ MART_COLUMNS = {
 # -- fixtures --------------------------------------------------------------------------------------
 
 
-def _source(table: str) -> pd.DataFrame:
-    return pq.read_table(seed_totesys.snapshot_dir(SNAPSHOT) / f"{table}.parquet").to_pandas()
-
-
-def _copy(cur, table: str, frame: pd.DataFrame) -> None:
-    """COPY a model frame into ``core.<table>`` (an in-memory CSV written by pyarrow)."""
-    buffer = io.BytesIO()
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer)
-    buffer.seek(0)
-    copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)").format(
-        sql.Identifier("core", table), sql.SQL(", ").join(map(sql.Identifier, frame.columns))
-    )
-    cur.copy_expert(copy.as_string(cur), buffer)
-
-
-def _apply_marts(conn: connection) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute(sql_file("postgres", "totesys", "marts.sql").read_text())
-
-
 @pytest.fixture(scope="module")
 def source() -> dict[str, pd.DataFrame]:
-    return {table: _source(table) for table in SOURCE_TABLES}
+    return totesys_source(SNAPSHOT)
 
 
 @pytest.fixture(scope="module")
 def warehouse(source: dict[str, pd.DataFrame]) -> Iterator[connection]:
     """A connection to a fresh database holding core (with the snapshot) and the marts."""
-    name = f"warehouse_marts_{uuid.uuid4().hex[:10]}"
-    dsn = seed_totesys.local_dsn(name)
-    seed_totesys.ensure_database(dsn)
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(sql_file("postgres", "totesys", "core.sql").read_text())
-        _apply_marts(conn)
-        # The product's own assembly of the 11 tables, in load order (dimensions before facts).
-        built = build_tables(source, source.__getitem__)
-        frames = {table: built[table] for table in LOAD_ORDER}
-        with conn, conn.cursor() as cur:
-            for table, frame in frames.items():
-                _copy(cur, table, frame)
+    with scratch_database("warehouse_marts") as (_, conn):
+        load_totesys_snapshot(conn, source)
         yield conn
-    finally:
-        conn.close()
-        admin = psycopg2.connect(seed_totesys.local_dsn("postgres"))
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cur:
-                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        finally:
-            admin.close()
 
 
 def _all(conn: connection, query: str, params: tuple = ()) -> list[tuple]:
@@ -165,8 +122,8 @@ def test_marts_sql_is_idempotent(warehouse):
         return dict(rows)
 
     before = definitions()
-    _apply_marts(warehouse)
-    _apply_marts(warehouse)
+    apply_totesys_marts(warehouse)
+    apply_totesys_marts(warehouse)
 
     assert definitions() == before
     assert set(before) >= {
@@ -253,7 +210,7 @@ def _insert_versions(conn: connection, table: str, built: dict[str, pd.DataFrame
                 "INSERT INTO core.dim_date VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 tuple(date),
             )
-        _copy(cur, table, frame)
+        copy_frame(cur, table, frame)
 
 
 def test_a_sales_order_with_several_versions_counts_once_with_its_latest_values(warehouse, source):

@@ -1,4 +1,5 @@
-"""The Airflow UI in a real browser: log in, trigger a DAG, see it succeed, switch a task on the audit page.
+"""The Airflow UI in a real browser: log in, trigger a DAG, see it succeed, switch a task on the audit page;
+open the Dashboard over seeded marts and see every chart drawn.
 
 A real ``airflow standalone`` (its own AIRFLOW_HOME, metadata and control databases, a free port),
 the simple auth manager with a user and password of the test's own, and Debian's Chromium driven by
@@ -8,6 +9,7 @@ Playwright (headless). Screenshots land in the test's ``tmp_path`` and in ``test
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import uuid
@@ -67,6 +69,10 @@ def airflow_ui(tmp_path_factory, airflow_db, local_services):
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
         "AIRFLOW_CONN_ETL_CONTROL": pg_uri(control_db),
+        # The warehouse shares the control database, as in the local setup; the Dashboard's test
+        # seeds its marts.
+        "AIRFLOW_CONN_WAREHOUSE": pg_uri(control_db),
+        "AIRFLOW_VAR_WAREHOUSE_CONN_ID": "warehouse",
     }
     patch = pytest.MonkeyPatch()
     for key, value in overrides.items():
@@ -81,7 +87,7 @@ def airflow_ui(tmp_path_factory, airflow_db, local_services):
     server = Standalone(home, venv_env(), metadata_db, [DAG_ID])
     try:
         server.start()
-        yield server, password
+        yield server, password, control_db
     finally:
         server.stop()
         patch.undo()
@@ -109,6 +115,26 @@ def browser_page(tmp_path):
             context.close()
 
 
+def log_in(page, server: Standalone, password: str, shots: Path | None = None) -> None:
+    """Sign in through the simple auth manager's form; the UI's home page is then open."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.base_url}/")
+    expect(page).to_have_url(f"{server.base_url}/auth/login?next=%2F")
+    page.fill("input[name=username]", USERNAME)
+    page.fill("input[name=password]", password)
+    if shots:
+        page.screenshot(path=shots / "01-login.png")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(f"{server.base_url}/")
+
+
+def keep_screenshots(shots: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for shot in sorted(shots.glob("*.png")):
+        shutil.copy2(shot, SCREENSHOTS / shot.name)
+
+
 def show_dag(audit_page, dag_id: str) -> None:
     """Filter the audit page to one DAG, and wait for the filtered page (no other DAG's rows)."""
     from playwright.sync_api import expect
@@ -125,19 +151,13 @@ def test_log_in_trigger_a_dag_see_it_succeed_and_switch_a_task_on_the_audit_page
 ):
     from playwright.sync_api import expect
 
-    server, password = airflow_ui
+    server, password, _ = airflow_ui
     page = browser_page
     shots = tmp_path / "screenshots"
     shots.mkdir()
 
     # Log in through the simple auth manager's form.
-    page.goto(f"{server.base_url}/")
-    expect(page).to_have_url(f"{server.base_url}/auth/login?next=%2F")
-    page.fill("input[name=username]", USERNAME)
-    page.fill("input[name=password]", password)
-    page.screenshot(path=shots / "01-login.png")
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(f"{server.base_url}/")
+    log_in(page, server, password, shots)
 
     # The DAG list, the DAG, the trigger dialog.
     page.get_by_role("link", name="Dags").click()
@@ -209,7 +229,61 @@ def test_log_in_trigger_a_dag_see_it_succeed_and_switch_a_task_on_the_audit_page
     assert {log_rows.nth(i).get_attribute("data-dag-id") for i in range(log_rows.count())} == {DAG_ID}
     page.screenshot(path=shots / "05-audit-task-log.png")
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for shot in sorted(shots.glob("*.png")):
-        shutil.copy2(shot, SCREENSHOTS / shot.name)
+    keep_screenshots(shots)
     assert len(list(shots.glob("*.png"))) == 5
+
+
+def test_the_dashboard_draws_every_chart_from_the_marts_behind_the_login(airflow_ui, browser_page, tmp_path):
+    import psycopg2
+    from playwright.sync_api import expect
+
+    from include.etlkit.control.dashboard import CHARTS
+    from infra.local import seed_totesys
+    from tests.integration.warehouse_seed import load_retail_sample, load_totesys_snapshot
+
+    server, password, warehouse_db = airflow_ui
+    page = browser_page
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    # An anonymous browser is sent to the login page, and back to the Dashboard after it.
+    dashboard_url = f"{server.base_url}/etl-control/dashboard"
+    page.goto(dashboard_url)
+    expect(page).to_have_url(re.compile(re.escape(f"{server.base_url}/auth/login?next=") + ".*dashboard"))
+
+    conn = psycopg2.connect(seed_totesys.local_dsn(warehouse_db))
+    try:
+        load_totesys_snapshot(conn)
+        load_retail_sample(conn)
+    finally:
+        conn.close()
+
+    # From the navigation (Browse menu): Airflow embeds the page.
+    log_in(page, server, password)
+    page.get_by_role("button", name="Browse").click()
+    page.get_by_role("menuitem", name="ETL dashboard").click()
+    expect(page).to_have_url(f"{server.base_url}/plugin/etl-dashboard")
+    embedded = page.frame_locator("iframe[title='ETL dashboard']")
+    expect(embedded.get_by_role("heading", name="ETL dashboard")).to_be_visible()
+    expect(embedded.locator("section[data-chart]")).to_have_count(len(CHARTS))
+    page.screenshot(path=shots / "06-dashboard-embedded.png")
+
+    # Every chart has data points and none says "no data yet" or shows an error.
+    page.goto(dashboard_url)
+    for spec in CHARTS:
+        chart = page.locator(f'section[data-chart="{spec.name}"]')
+        expect(chart).to_have_attribute("data-state", "data")
+        expect(chart.locator("svg.chart").first).to_be_visible()
+        assert chart.locator(".point").count() > 0, spec.name
+    expect(page.get_by_text("no data yet")).to_have_count(0)
+    expect(page.locator(".error")).to_have_count(0)
+    expect(page.locator("#freshness tbody tr[data-feed]").first).to_be_visible()
+    page.screenshot(path=shots / "07-dashboard.png", full_page=True)
+    page.locator('section[data-chart="monthly_sales"]').screenshot(path=shots / "08-monthly-sales.png")
+
+    # Back to the control plane through its link.
+    page.locator("#control-plane-link").click()
+    expect(page.get_by_role("heading", name="ETL control plane")).to_be_visible()
+
+    keep_screenshots(shots)
+    assert len(list(shots.glob("*.png"))) == 3

@@ -527,3 +527,29 @@ def test_snowflake_reads_the_processed_bucket_through_a_storage_integration_and_
     (settings_block,) = configuration()["terraform"]
     (providers,) = settings_block["required_providers"]
     assert providers["snowflake"] == {"source": "snowflakedb/snowflake", "version": "~> 2.0"}
+
+
+def test_quicksight_has_a_data_set_per_dashboard_query_reading_the_file_itself() -> None:
+    queries = {path.stem for path in (ROOT / "sql" / "dashboard").glob("*.sql")}
+    data_sets = local("quicksight_data_sets")
+    assert set(data_sets) == queries
+    assert {t for columns in data_sets.values() for t in columns.values()} <= {
+        "STRING",
+        "INTEGER",
+        "DECIMAL",
+        "DATETIME",
+    }
+    data_set = resource("aws_quicksight_data_set", "dashboard")
+    assert "if var.quicksight_enabled" in data_set["for_each"]  # off unless chosen
+    (table,) = data_set["physical_table_map"]
+    (custom_sql,) = table["custom_sql"]
+    assert custom_sql["sql_query"] == '${file("${local.dashboard_sql_dir}/${each.key}.sql")}'
+    assert local("dashboard_sql_dir") == "${path.module}/../../sql/dashboard"
+    assert (TF / "../../sql/dashboard").resolve() == ROOT / "sql" / "dashboard"
+
+    source = resource("aws_quicksight_data_source", "warehouse")
+    assert source["count"] == "${var.quicksight_enabled ? 1 : 0}"
+    assert source["type"] == "POSTGRESQL"
+    # The BI login's password stays in Secrets Manager: no credential pair in the configuration.
+    assert block(source, "credentials") == {"secret_arn": "${var.quicksight_credentials_secret_arn}"}
+    assert block(source, "ssl_properties") == {"disable_ssl": False}

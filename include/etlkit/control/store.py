@@ -355,3 +355,16 @@ class ControlStore:
             "SELECT dag_id, status, count(*), sum(rows_in), sum(rows_out), sum(rows_rejected) "
             "FROM etl.task_log GROUP BY 1, 2 ORDER BY 1, 2"
         )
+
+    def logged_dags(self) -> list[str]:
+        """Every DAG with at least one logged try, by name."""
+        return [dag_id for (dag_id,) in self.query("SELECT DISTINCT dag_id FROM etl.task_log ORDER BY 1")]
+
+    def recent_failures(self, limit: int = 10) -> list[tuple]:
+        """The last ``limit`` failed tries, newest first: DAG, task, run, try, when it ended, error."""
+        return self.query(
+            "SELECT dag_id, task_id, run_id, try_number, coalesce(ended_at, started_at), error "
+            "FROM etl.task_log WHERE status = 'failed' "
+            "ORDER BY coalesce(ended_at, started_at) DESC, log_id DESC LIMIT %s",
+            (limit,),
+        )

@@ -1,5 +1,6 @@
 """The control-plane page: ``etl.audit`` with a switch per task, the deployed tasks that have no row
-yet, and the recent ``etl.task_log`` rows.
+yet, and the recent ``etl.task_log`` rows; and the Dashboard page (:mod:`.dashboard`) at
+``/dashboard`` beside it: pipeline health and the business marts as charts.
 
 A small FastAPI app, server-rendered (no build step), that the ``etl_control`` plugin mounts on
 Airflow's API server at :data:`URL_PREFIX` and lists in the UI's navigation. It is kept in the
@@ -40,10 +41,12 @@ from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request, statu
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment
 
+from include.etlkit.control import dashboard
 from include.etlkit.control.store import ControlPlaneUnavailable, ControlStore
 
 URL_PREFIX = "/etl-control"
 PAGE = Path(__file__).with_name("control_plane.html")
+DASHBOARD_PAGE = Path(__file__).with_name("dashboard.html")
 DEFAULT_LOG_LIMIT = 50
 DEFAULT_RUNS = 5  # a DAG's last runs shown feed by feed
 RUN_COLUMNS = (
@@ -148,10 +151,12 @@ def deployed_tasks() -> list[tuple[str, str]]:
 def create_app(
     store_factory: Callable[[], ControlStore] = ControlStore,
     tasks_factory: Callable[[], list[tuple[str, str]]] = deployed_tasks,
+    charts_factory: Callable[[], list[dashboard.Chart]] = dashboard.business_charts,
 ) -> FastAPI:
     """The app the plugin mounts at :data:`URL_PREFIX`.
 
-    ``store_factory`` gives the control store, ``tasks_factory`` the deployed ``(dag_id, task_id)``.
+    ``store_factory`` gives the control store, ``tasks_factory`` the deployed ``(dag_id, task_id)``,
+    ``charts_factory`` the Dashboard's business charts.
     """
     app = FastAPI(
         title="etl control plane",
@@ -164,6 +169,7 @@ def create_app(
     templates.filters["when"] = _when
     templates.filters["first_line"] = _first_line
     page = templates.from_string(PAGE.read_text())
+    dashboard_page = templates.from_string(DASHBOARD_PAGE.read_text())
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -228,6 +234,21 @@ def create_app(
                 switched=switched,
                 page_url=_page_url(request),
                 switch_url=lambda row, action: _switch_url(request, row["dag_id"], row["task_id"], action),
+            )
+        )
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def show_dashboard(
+        request: Request, user: Annotated[BaseUser, Depends(_may_read_all_dags)]
+    ) -> HTMLResponse:
+        """Pipeline health from the control plane and the business charts from the warehouse's marts."""
+        return HTMLResponse(
+            dashboard_page.render(
+                charts=charts_factory(),
+                health=dashboard.pipeline_health(store_factory()),
+                warehouse_conn_id=dashboard.warehouse_name(),
+                user=user.get_name(),
+                page_url=_page_url(request),
             )
         )
 
