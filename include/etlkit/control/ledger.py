@@ -50,17 +50,14 @@ def _baseline_versions(
     from pathlib import Path
 
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
+    from include.etlkit.parquet import stream_batches
     from include.etlkit.storage import ImmutableStore
 
     versions: dict[str, tuple[str, datetime | None]] = {}
     with tempfile.TemporaryDirectory(prefix="row-versions-") as tmp:
         local = ImmutableStore(aws_conn_id).download(bucket, key, Path(tmp) / "base.parquet")
-        parquet = pq.ParquetFile(local)
-        for batch in parquet.iter_batches(
-            batch_size=100_000, columns=[key_column, hash_column, cursor_column]
-        ):
+        for batch in stream_batches(local, 100_000, columns=[key_column, hash_column, cursor_column]):
             cursor = batch.column(2)
             if pa.types.is_timestamp(cursor.type) and cursor.type.tz is not None:
                 cursor = cursor.cast(pa.timestamp(cursor.type.unit))  # as etl.row_version holds it: UTC

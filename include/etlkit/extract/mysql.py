@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
+from include.etlkit.parquet import stream_batches
 from include.etlkit.windows import ExtractWindow
 
 if TYPE_CHECKING:
@@ -382,7 +383,7 @@ def _key_text(array: pa.Array, values: Sequence[bytes | None]) -> pa.Array:
 
 def _row_versions(path: Path) -> Iterator[pa.RecordBatch]:
     """The landed rows' versions for ``etl.row_version``, batch by batch (bounded memory)."""
-    yield from pq.ParquetFile(path).iter_batches(batch_size=VERSION_BATCH_ROWS)
+    yield from stream_batches(path, VERSION_BATCH_ROWS)
 
 
 def _text(value: Any) -> str:

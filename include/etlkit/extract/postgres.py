@@ -22,6 +22,7 @@ from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
+from include.etlkit.parquet import stream_batches
 from include.etlkit.windows import ExtractWindow
 
 if TYPE_CHECKING:
@@ -225,9 +226,7 @@ class PostgresTableExtractOperator(TableExtractOperator):
     @staticmethod
     def _row_versions(path: Path, spec: TableSpec) -> Iterator[pa.RecordBatch]:
         """Each landed row's key, hash and cursor, batch by batch (bounded memory)."""
-        for batch in pq.ParquetFile(path).iter_batches(
-            batch_size=VERSION_BATCH_ROWS, columns=[spec.key, ROW_HASH, spec.cursor]
-        ):
+        for batch in stream_batches(path, VERSION_BATCH_ROWS, columns=[spec.key, ROW_HASH, spec.cursor]):
             yield pa.record_batch(
                 [pc.cast(batch.column(0), pa.string()), batch.column(1), batch.column(2)],
                 names=["row_key", "row_hash", "last_updated"],

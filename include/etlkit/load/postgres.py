@@ -32,6 +32,7 @@ from include.etlkit.load.warehouse import (
     ORDINAL,
     TableLoad,
 )
+from include.etlkit.parquet import open_local
 from include.etlkit.storage import ImmutableStore
 
 if TYPE_CHECKING:
@@ -233,9 +234,7 @@ class PostgresWarehouse:
 
     def load_parquet(self, spec: TableLoad, path: Path, load_id: str) -> tuple[int, int]:
         """Load a Parquet file batch by batch; returns (rows read, core rows inserted/updated)."""
-        # A local file, read a column chunk at a time through a small buffer rather than pre-buffered
-        # whole (what helps over S3 costs a row group's compressed size in memory here).
-        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+        parquet = open_local(path)
         self.ensure_landing(spec, parquet.schema_arrow)
         reader = pa.RecordBatchReader.from_batches(
             parquet.schema_arrow, parquet.iter_batches(batch_size=BATCH_ROWS)
@@ -406,7 +405,6 @@ def _tagged(
 
 
 UNIQUE_VIOLATION = "23505"
-READ_BUFFER_BYTES = 1 << 20
 
 
 class KeyOrder:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
+from include.etlkit.parquet import stream_batches
 from include.etlkit.pipelines.models import ROW_HASH, Model, ModelInput
 
 if TYPE_CHECKING:
@@ -352,7 +353,7 @@ def batch_rows(
     schema = scan(paths).collect_schema()
     target = processed_schema(model, targets)
     for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+        for batch in stream_batches(path, batch_size):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             aligned = frame.lazy().select(
