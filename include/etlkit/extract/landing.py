@@ -172,6 +172,7 @@ def land_deletions(
     run_id: str,
     log: logging.Logger | Any,
     aws_conn_id: str = "aws_default",
+    lineage: RunLineage | None = None,
 ) -> StoredObject | None:
     """Land the tombstones of rows of ``table`` deleted in the source: their ``key`` values (text)
     and the moment the deletion was seen (``_deleted_at``, the window's upper bound), as
@@ -192,6 +193,7 @@ def land_deletions(
         run_id=run_id,
         log=log,
         aws_conn_id=aws_conn_id,
+        lineage=lineage,
     )
     with tempfile.TemporaryDirectory(prefix=f"deleted-{table}-") as tmp:
         local = Path(tmp) / "deleted.parquet"

@@ -65,6 +65,7 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
                 run_id=context["run_id"],
                 log=self.log,
                 aws_conn_id=self.aws_conn_id,
+                lineage=self.lineage,
             )
         if not changed:
             Landing.report(context, rows_in=len(current), rows_out=len(deleted))
