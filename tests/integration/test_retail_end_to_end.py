@@ -88,7 +88,8 @@ def fresh_pipeline(control_plane) -> Iterator[tuple[dict, Any]]:
     the retail DAGs by id after one run of all of them, and the deliveries."""
     with psycopg.connect(dsn(WAREHOUSE_DB), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS core, landing, mart CASCADE")
-        conn.execute("CREATE SCHEMA IF NOT EXISTS core; CREATE SCHEMA IF NOT EXISTS landing; CREATE SCHEMA IF NOT EXISTS mart")
+        for schema in ("core", "landing", "mart"):
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     Ledger(control_plane).forget("retail")
 
     import MySQLdb
