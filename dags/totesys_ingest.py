@@ -9,6 +9,9 @@ Publishes the `totesys_landed` Asset, which wakes `totesys_transform`.
 
 from __future__ import annotations
 
+# Named so Airflow's DAG processor imports it once, before it forks a parse (parsing_pre_import_modules):
+# otherwise every parse of this file imports boto3 to normalise the s3:// Assets it names.
+import airflow.providers.amazon.aws.assets.s3  # noqa: F401
 from airflow.sdk import dag
 
 from include.etlkit.pipelines.pipeline import pipeline

@@ -2,9 +2,11 @@
 
 The DAG processor executes every DAG file over and over; a file that pulls in pyarrow, polars,
 psycopg, boto3 or an HTTP client while it is parsed costs about a second each time. Each file is
-executed here in a fresh interpreter that has already imported ``airflow.sdk`` (as the processor
-has) and made an ``s3://`` Asset (the amazon provider's URI handler imports boto3 for any DAG that
-names an S3 Asset: Airflow's cost, not the file's), and the heavy libraries it loaded are listed.
+executed here as Airflow 3's DAG processor parses it: in a fresh interpreter that has imported the
+processor's manager and, as the manager does before it forks a parse (``parsing_pre_import_modules``),
+every ``airflow.*`` module the file names; then the heavy libraries the parse itself loaded are
+listed. The amazon provider's s3 Asset handler imports boto3, so a DAG file naming ``s3://`` Assets
+names that module (imported once per processor) or fails here.
 ``make bench BENCH_ARGS=--parse`` prints the time this saves; this test keeps it from coming back.
 """
 
@@ -46,11 +48,12 @@ RUN_TIME_ONLY = {
 }
 
 PROBE = """
-import importlib.util, json, sys
-import airflow.sdk
-from airflow.sdk import Asset
+import importlib, importlib.util, json, sys
+import airflow.dag_processing.manager  # the process a parse is forked from
 from airflow.sdk.definitions._internal.contextmanager import DagContext
-Asset("s3://baseline/object")  # Airflow's own s3 Asset handler imports boto3: not the file's doing
+from airflow.utils.file import iter_airflow_imports
+for name in iter_airflow_imports(sys.argv[1]):  # what the manager imports before the fork
+    importlib.import_module(name)
 before = set(sys.modules)
 spec = importlib.util.spec_from_file_location("parsed_dag", sys.argv[1])
 module = sys.modules["parsed_dag"] = importlib.util.module_from_spec(spec)
