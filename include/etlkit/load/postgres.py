@@ -21,7 +21,9 @@ rows) is inserted without a per-row look at core.
 
 from __future__ import annotations
 
+import queue
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +33,6 @@ from include.etlkit import adbc
 from include.etlkit.control.ledger import DELETED_AT
 from include.etlkit.lazy import lazy_module
 from include.etlkit.load.warehouse import (
-    BATCH_ROWS,
     LOAD_ID,
     LOAD_REGISTRY,
     LOAD_WORK_MEM_MB,
@@ -53,6 +54,13 @@ else:  # imported on first use, not while a DAG file is parsed
     pc = lazy_module("pyarrow.compute")
     pq = lazy_module("pyarrow.parquet")
     sql = lazy_module("psycopg.sql")
+
+
+# Rows per record batch of a load. ADBC encodes a batch whole into COPY's binary format (and libpq
+# buffers it whole) before sending it, while the server waits: small batches keep the server busy and
+# the process small (measured at 1M rows: +48 MB over the imports with 10,000, +135 MB with 100,000,
+# and no slower).
+COPY_BATCH_ROWS = 10_000
 
 
 def postgres_type(arrow_type: pa.DataType) -> str:
@@ -254,7 +262,7 @@ class PostgresWarehouse:
         parquet = open_local(path)
         self.ensure_landing(spec, parquet.schema_arrow)
         reader = pa.RecordBatchReader.from_batches(
-            parquet.schema_arrow, parquet.iter_batches(batch_size=BATCH_ROWS)
+            parquet.schema_arrow, parquet.iter_batches(batch_size=COPY_BATCH_ROWS)
         )
         return parquet.metadata.num_rows, self.load(spec, reader, load_id)
 
@@ -266,11 +274,13 @@ class PostgresWarehouse:
         """
         names = [n for n in rows.schema.names if n not in (LOAD_ID, ORDINAL)]
         order = KeyOrder(spec.key[0])
-        tagged = pa.RecordBatchReader.from_batches(
-            _tagged_schema(rows.schema, names), _tagged(rows, names, load_id, order)
-        )
-        with adbc.connect(adbc.hook_conninfo(self.conn_id)) as conn, conn.cursor() as cur:
+        with (
+            adbc.connect(adbc.hook_conninfo(self.conn_id)) as conn,
+            conn.cursor() as cur,
+            _read_ahead(_tagged(rows, names, load_id, order)) as batches,
+        ):
             _summarize_load_ids(cur, spec)
+            tagged = pa.RecordBatchReader.from_batches(_tagged_schema(rows.schema, names), batches)
             with adbc.transaction(cur):
                 return self._land_and_merge(cur, spec, tagged, names, load_id, order)
 
@@ -517,6 +527,58 @@ def _tagged(
         yield pa.record_batch(
             [batch.column(n) for n in names] + [load_ids.slice(0, count), ordinal], schema=schema
         )
+
+
+@contextmanager
+def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 1) -> Iterator[Iterator[pa.RecordBatch]]:
+    """``batches``, produced by a thread up to ``depth`` batches ahead of their consumer.
+
+    ADBC's COPY pulls a batch, encodes it and sends it, one after the other: without this the
+    server idles while the next batch is read from Parquet (pyarrow decodes without the GIL, so
+    the thread runs beside the send). Memory: ``depth`` more batches. The thread stops when the
+    block ends, consumed or not; its error is raised to the consumer.
+    """
+    done = object()
+    ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        ready.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: Any = done
+        except BaseException as exc:  # handed to the consumer
+            item = exc
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def consume() -> Iterator[pa.RecordBatch]:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    producer = threading.Thread(target=produce, name="load-read-ahead", daemon=True)
+    producer.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        producer.join()
 
 
 UNIQUE_VIOLATION = "23505"
