@@ -98,6 +98,9 @@ class PostgresWarehouse:
     def __init__(self, conn_id: str = "warehouse", aws_conn_id: str = "aws_default") -> None:
         self.conn_id = conn_id
         self.aws_conn_id = aws_conn_id
+        # One S3 client for every object this warehouse loads (a client costs ~0.1-0.3 s: botocore
+        # reads its service model), not one per object.
+        self._store: ImmutableStore | None = None
 
     def _connect(self):
         from airflow.providers.postgres.hooks.postgres import PostgresHook
@@ -189,7 +192,9 @@ class PostgresWarehouse:
     def load_object(self, spec: TableLoad, bucket: str, key: str) -> tuple[int, int]:
         """Download ``s3://bucket/key`` and load it (load id: the key); see :meth:`load_parquet`."""
         with tempfile.TemporaryDirectory(prefix="load-") as tmp:
-            local = ImmutableStore(self.aws_conn_id).download(bucket, key, Path(tmp) / "object.parquet")
+            if self._store is None:
+                self._store = ImmutableStore(self.aws_conn_id)
+            local = self._store.download(bucket, key, Path(tmp) / "object.parquet")
             return self.load_parquet(spec, local, load_id=key)
 
     def ensure_landing(self, spec: TableLoad, schema: pa.Schema) -> None:
