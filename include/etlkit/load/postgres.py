@@ -468,9 +468,12 @@ def _keys_unseen(cur: Any, spec: TableLoad, order: KeyOrder) -> bool:
     """Whether core holds no row whose leading key lies in the object's key range (one index probe).
 
     The range's ends are compared as the landing column's type, as the merge compares keys; a key
-    type without a plain text form answers False (the per-row check then runs).
+    type ordered differently by Arrow and PostgreSQL (text), or without a plain text form, answers
+    False (the per-row check then runs). A wrong answer could not duplicate a row, only cost a
+    retry: the insert that follows is refused by core's unique index (the one the general merge's
+    ``ON CONFLICT`` needs) on any key core holds.
     """
-    if order.first is None or not _text_key_type(order.first.type):
+    if order.first is None or not _ordered_alike(order.first.type):
         return False
     ends = [pc.cast(v, pa.string()).as_py() for v in (order.first, order.last)]
     kind = sql.SQL(postgres_type(order.first.type))
@@ -491,11 +494,11 @@ def _keys_unseen(cur: Any, spec: TableLoad, order: KeyOrder) -> bool:
     return bool(cur.fetchone()[0])
 
 
-def _text_key_type(arrow_type: pa.DataType) -> bool:
+def _ordered_alike(arrow_type: pa.DataType) -> bool:
+    # Not text: Arrow orders it by bytes, PostgreSQL by the column's collation, so the object's
+    # first and last keys need not bound its keys in core's order.
     return (
         pa.types.is_integer(arrow_type)
-        or pa.types.is_string(arrow_type)
-        or pa.types.is_large_string(arrow_type)
         or pa.types.is_date(arrow_type)
         or (pa.types.is_timestamp(arrow_type) and arrow_type.unit != "ns")  # PostgreSQL keeps microseconds
         or pa.types.is_decimal(arrow_type)
