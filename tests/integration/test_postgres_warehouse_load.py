@@ -335,9 +335,20 @@ def test_an_object_in_key_order_loads_like_any_other(warehouse, db):
     ]
 
 
-def test_a_version_committed_by_another_writer_mid_merge_is_skipped_not_refused(warehouse, db, warehouse_db):
+@pytest.mark.parametrize("core_holds_the_range", [False, True], ids=["keys-unseen", "keys-seen"])
+def test_a_version_committed_by_another_writer_mid_merge_is_skipped_not_refused(
+    warehouse, db, warehouse_db, core_holds_the_range
+):
     """The key-order merge meets a row another transaction inserted after it looked: it falls back
-    to the general merge (``ON CONFLICT DO NOTHING``) instead of failing the object."""
+    to the general merge (``ON CONFLICT DO NOTHING``) instead of failing the object.
+
+    Both key-order merges: core holding no key of the object's range (a plain insert, after one
+    probe of core's index) and core holding one (the insert skips versions core has, row by row).
+    """
+    if core_holds_the_range:  # another version of key 1, committed before the load
+        db.execute(
+            "INSERT INTO core.fact_payment (source_id, amount, row_hash) VALUES (1, 0.50, %s)", (H1_NEW,)
+        )
     other = _connect(warehouse_db)
     other.autocommit = False
     other.execute("INSERT INTO core.fact_payment (source_id, amount, row_hash) VALUES (2, 9.99, %s)", (H2,))
@@ -358,7 +369,7 @@ def test_a_version_committed_by_another_writer_mid_merge_is_skipped_not_refused(
     while time.monotonic() < deadline:
         waiting = db.execute(
             "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND query LIKE '%NOT EXISTS%'"
+            "WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"core\".\"fact_payment\"%'"
         ).fetchone()[0]
         if waiting:
             break
@@ -370,7 +381,69 @@ def test_a_version_committed_by_another_writer_mid_merge_is_skipped_not_refused(
     loader.join(timeout=30)
     assert "error" not in result, result.get("error")
     assert result["merged"] == 1
-    assert rows_of(db, "SELECT source_id, amount FROM core.fact_payment ORDER BY source_id") == [
-        (1, Decimal("1.00")),
-        (2, Decimal("9.99")),  # the other writer's row stays
-    ]
+    expected = [(1, Decimal("1.00")), (2, Decimal("9.99"))]  # the other writer's row stays
+    if core_holds_the_range:
+        expected.insert(0, (1, Decimal("0.50")))
+    assert (
+        rows_of(db, "SELECT source_id, amount FROM core.fact_payment ORDER BY source_id, amount") == expected
+    )
+
+
+def test_landing_finds_a_load_by_a_brin_index_replacing_the_old_btree(warehouse, db):
+    """``landing.<table>._load_id`` is indexed by BRIN (autosummarize on); a landing table made
+    before that, with the btree ``<table>_load_id_idx``, has it replaced on its next ensure."""
+
+    def load_id_indexes() -> list[tuple]:
+        return rows_of(
+            db,
+            "SELECT c.relname, am.amname, array_to_string(c.reloptions, ',') FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam "
+            "WHERE i.indrelid = 'landing.fact_payment'::regclass ORDER BY 1",
+        )
+
+    assert load_id_indexes() == [("fact_payment_load_id_brin", "brin", "autosummarize=on")]
+    db.execute("DROP INDEX landing.fact_payment_load_id_brin")
+    db.execute("CREATE INDEX fact_payment_load_id_idx ON landing.fact_payment (_load_id)")
+    warehouse.ensure_landing(FACT, FACT_SCHEMA)
+    assert load_id_indexes() == [("fact_payment_load_id_brin", "brin", "autosummarize=on")]
+
+
+def test_loads_read_back_their_own_rows_whatever_the_brin_summaries(warehouse, db):
+    """Many loads, a reload in the middle, a vacuum (free space reused): every merge reads exactly
+    its object's landing rows, summarized ranges or not, and each object keeps one landing copy."""
+    for n in range(1, 41):
+        rows = [(k, Decimal(f"{n}.00"), f"{n:032d}") for k in range(n * 100, n * 100 + 50)]
+        assert warehouse.load(FACT, facts(*rows), f"obj-{n:02d}") == 50
+        if n == 20:  # obj-05 again, each row a new version: its landing rows are replaced
+            again = [(k, Decimal("5.50"), f"{5:031d}x") for k in range(500, 550)]
+            assert warehouse.load(FACT, facts(*again), "obj-05") == 50
+            db.execute("VACUUM landing.fact_payment")
+    assert rows_of(db, "SELECT count(*), count(DISTINCT _load_id) FROM landing.fact_payment") == [(2000, 40)]
+    assert rows_of(
+        db, "SELECT count(*), min(amount) FROM landing.fact_payment WHERE _load_id = 'obj-05'"
+    ) == [(50, Decimal("5.50"))]
+    assert count(db, "core.fact_payment") == 2050
+
+
+def test_a_role_that_cannot_summarize_the_landing_index_still_loads(warehouse, db, warehouse_db, monkeypatch):
+    """Summarizing a BRIN index takes its table's owner; a loading role that only has the rights to
+    write loads all the same."""
+    role = f"wh_loader_{uuid.uuid4().hex[:8]}"
+    db.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    try:
+        db.execute(
+            sql.SQL(
+                "GRANT USAGE ON SCHEMA landing, core TO {r}; "
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA landing, core TO {r}; "
+                "GRANT USAGE ON ALL SEQUENCES IN SCHEMA core TO {r}"
+            ).format(r=sql.Identifier(role))
+        )
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{CONN_ID.upper()}",
+            f"postgres://{role}@{settings.PG_HOST}:{settings.PG_PORT}/{warehouse_db}",
+        )
+        assert warehouse.load(FACT, facts((1, Decimal("1.00"), H1)), "by-a-writer") == 1
+        assert warehouse.load(FACT, facts((1, Decimal("1.00"), H1), (2, Decimal("2.00"), H2)), "again") == 1
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {r}; DROP ROLE {r}").format(r=sql.Identifier(role)))
+    assert count(db, "core.fact_payment") == 2
