@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -43,6 +43,25 @@ class DatasetRef:
 
     namespace: str
     name: str
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table behind an Airflow connection, named as a :class:`DatasetRef` only when an event is built.
+
+    Naming it (:func:`database_location`) imports the OpenLineage provider's SQL parser module, which
+    costs 1-2 s in a fresh task process (``bench/README.md``: more than a whole incremental extract).
+    The provider asks for the facets only when it emits events, so a deployment without an
+    OpenLineage transport never pays it, and one with a transport pays it in the listener, not in
+    the data's own work.
+    """
+
+    conn_id: str
+    schema: str | None
+    table: str
+
+
+LineageRef = DatasetRef | TableRef
 
 
 @dataclass
@@ -70,13 +89,13 @@ Size = int | None
 class RunLineage:
     """The datasets one task try read and wrote, in the order it touched them, with their counts."""
 
-    inputs: dict[DatasetRef, Counts] = field(default_factory=dict)
-    outputs: dict[DatasetRef, Counts] = field(default_factory=dict)
+    inputs: dict[LineageRef, Counts] = field(default_factory=dict)
+    outputs: dict[LineageRef, Counts] = field(default_factory=dict)
 
-    def read(self, dataset: DatasetRef, *, rows: Size = None, files: Size = None, size: Size = None) -> None:
+    def read(self, dataset: LineageRef, *, rows: Size = None, files: Size = None, size: Size = None) -> None:
         self.inputs.setdefault(dataset, Counts()).add(rows, files, size)
 
-    def wrote(self, dataset: DatasetRef, *, rows: Size = None, files: Size = None, size: Size = None) -> None:
+    def wrote(self, dataset: LineageRef, *, rows: Size = None, files: Size = None, size: Size = None) -> None:
         self.outputs.setdefault(dataset, Counts()).add(rows, files, size)
 
     def read_object(self, bucket: str, key: str, *, rows: Size, size: Size = None) -> None:
@@ -87,15 +106,22 @@ class RunLineage:
         """One immutable object written, counted in its table's dataset (:func:`object_dataset`)."""
         self.wrote(object_dataset(stored.bucket, stored.key), rows=rows, files=1, size=stored.size)
 
-    def operator_lineage(self, known_inputs: Iterable[DatasetRef] = ()) -> Any:
+    def operator_lineage(
+        self,
+        known_inputs: Iterable[LineageRef] = (),
+        resolve: Callable[[LineageRef], DatasetRef] | None = None,
+    ) -> Any:
         """The provider's ``OperatorLineage`` of these datasets (``known_inputs`` first, uncounted
-        unless the task read them)."""
+        unless the task read them). ``resolve`` names a :class:`TableRef` (default:
+        :func:`table_dataset`); references naming the same dataset count together."""
         from airflow.providers.openlineage.extractors import OperatorLineage
         from openlineage.client.event_v2 import InputDataset, OutputDataset
         from openlineage.client.facet_v2 import input_statistics_input_dataset as input_stats
         from openlineage.client.facet_v2 import output_statistics_output_dataset as output_stats
 
-        inputs = {dataset: Counts() for dataset in known_inputs} | self.inputs
+        resolve = resolve or named
+        inputs = _resolved({dataset: Counts() for dataset in known_inputs} | self.inputs, resolve)
+        outputs = _resolved(self.outputs, resolve)
         return OperatorLineage(
             inputs=[
                 InputDataset(
@@ -121,9 +147,23 @@ class RunLineage:
                         )
                     },
                 )
-                for ref, counts in self.outputs.items()
+                for ref, counts in outputs.items()
             ],
         )
+
+
+def named(ref: LineageRef) -> DatasetRef:
+    """The dataset a reference names (a :class:`TableRef` looked up by :func:`table_dataset`)."""
+    return table_dataset(ref.conn_id, ref.schema, ref.table) if isinstance(ref, TableRef) else ref
+
+
+def _resolved(
+    counted: dict[LineageRef, Counts], resolve: Callable[[LineageRef], DatasetRef]
+) -> dict[DatasetRef, Counts]:
+    result: dict[DatasetRef, Counts] = {}
+    for ref, counts in counted.items():
+        result.setdefault(resolve(ref), Counts()).add(counts.rows, counts.files, counts.size)
+    return result
 
 
 class ReportsLineage:
@@ -143,30 +183,38 @@ class ReportsLineage:
             self.__dict__["_run_lineage"] = found
         return found
 
-    def lineage_inputs(self) -> list[DatasetRef]:
+    def lineage_inputs(self) -> list[LineageRef]:
         """Datasets this task reads on every run (resolved when the task runs); none by default."""
         return []
 
-    def lineage_table(self, conn_id: str, schema: str | None, table: str) -> DatasetRef:
-        """:func:`table_dataset`, the connection looked up once per task try, not per table."""
+    def lineage_table(self, conn_id: str, schema: str | None, table: str) -> TableRef:
+        """A table of ``conn_id``'s database: named (:func:`table_dataset`) only when the provider asks
+        for the facets, the connection looked up once per task try, not per table."""
+        return TableRef(conn_id, schema, table)
+
+    def lineage_dataset(self, ref: LineageRef) -> DatasetRef:
+        """The dataset ``ref`` names; a connection that cannot be looked up is named by its id."""
+        if not isinstance(ref, TableRef):
+            return ref
         locations = self.__dict__.setdefault("_lineage_locations", {})
+        conn_id = ref.conn_id
         if conn_id not in locations:
             try:
                 locations[conn_id] = database_location(conn_id)
             except Exception as exc:  # lineage must never fail the data's own work
                 log.warning("lineage names connection %r by its id: %s", conn_id, exc)
                 locations[conn_id] = DatabaseLocation(f"airflow-connection://{conn_id}", "unknown", None)
-        return locations[conn_id].table(schema, table)
+        return locations[conn_id].table(ref.schema, ref.table)
 
     def get_openlineage_facets_on_start(self) -> Any:
-        return RunLineage().operator_lineage(self.lineage_inputs())
+        return RunLineage().operator_lineage(self.lineage_inputs(), self.lineage_dataset)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        return self.lineage.operator_lineage(self.lineage_inputs())
+        return self.lineage.operator_lineage(self.lineage_inputs(), self.lineage_dataset)
 
     def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
         """What a failed try did before failing (a file drop lands the files it can, say)."""
-        return self.lineage.operator_lineage(self.lineage_inputs())
+        return self.lineage.operator_lineage(self.lineage_inputs(), self.lineage_dataset)
 
 
 # -- datasets ----------------------------------------------------------------------------------

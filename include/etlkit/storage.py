@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,15 +86,19 @@ def s3_client(aws_conn_id: str) -> Any:
     per client, a third of a small incremental extract (bench/README.md). The one place the
     project's tasks and triggers get an S3 client.
     """
+    return _client_maker(aws_conn_id)()
+
+
+def _client_maker(aws_conn_id: str) -> Callable[[], Any]:
+    """What :func:`s3_client` does in two parts: the connection's session now (Airflow's connection
+    look-up, on the calling thread), the client when the returned function is called (botocore
+    loading S3's service model and endpoint rules: ~0.1 s of CPU, no Airflow call)."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     hook = S3Hook(aws_conn_id=aws_conn_id)
-    return hook.get_session(region_name=hook.region_name).client(
-        "s3",
-        endpoint_url=hook.conn_config.get_service_endpoint_url("s3"),
-        config=hook.config,
-        verify=hook.verify,
-    )
+    session = hook.get_session(region_name=hook.region_name)
+    endpoint, config, verify = hook.conn_config.get_service_endpoint_url("s3"), hook.config, hook.verify
+    return lambda: session.client("s3", endpoint_url=endpoint, config=config, verify=verify)
 
 
 class ImmutableStore:
@@ -101,9 +107,44 @@ class ImmutableStore:
     def __init__(self, aws_conn_id: str = "aws_default") -> None:
         self.aws_conn_id = aws_conn_id
         self._client = None
+        self._pending: tuple[threading.Thread, dict[str, Any]] | None = None
+
+    def prepare(self) -> None:
+        """Start making the client on a background thread, to overlap it with other slow work.
+
+        An extract calls this before reading its source: botocore's ~0.1 s of model loading then
+        runs while the database sends rows (the driver releases the GIL while it waits), rather than
+        after. The first use of :attr:`client` waits for it. Nothing fails here: a connection that
+        cannot make a client fails at that first use, as without this call (a run that lands
+        nothing never needs one).
+        """
+        if self._client is not None or self._pending is not None:
+            return
+        try:
+            make = _client_maker(self.aws_conn_id)
+        except Exception:  # raised again, where it matters, by the first use
+            return
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["client"] = make()
+            except BaseException as exc:  # handed to the thread that uses the client
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"s3-client-{self.aws_conn_id}", daemon=True)
+        thread.start()
+        self._pending = (thread, outcome)
 
     @property
     def client(self):
+        if self._client is None and self._pending is not None:
+            thread, outcome = self._pending
+            self._pending = None
+            thread.join()
+            if "error" in outcome:
+                raise outcome["error"]
+            self._client = outcome["client"]
         if self._client is None:
             self._client = s3_client(self.aws_conn_id)
         return self._client

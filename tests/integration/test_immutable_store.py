@@ -184,3 +184,22 @@ def test_reads_check_the_bytes_against_the_stored_digest(s3, bucket, store, tmp_
     assert not target.exists()
     good = store.put_bytes(bucket, _key("good"), b"original bytes")
     assert store.download(bucket, good.key, tmp_path / "good").read_bytes() == b"original bytes"
+
+
+def test_a_prepared_store_makes_its_client_in_the_background_and_uses_it(bucket, store):
+    store.prepare()
+    store.prepare()  # idempotent: one client
+    stored = store.put_bytes(bucket, _key("prepared"), b"made while the source was read")
+    assert stored.created is True
+    assert store.client.meta.endpoint_url == settings.s3_endpoint()
+
+
+def test_a_store_that_cannot_make_a_client_fails_where_it_is_used_not_in_prepare(monkeypatch, bucket):
+    store = ImmutableStore()
+    monkeypatch.setattr(
+        "botocore.session.Session.create_client",
+        lambda *a, **k: (_ for _ in ()).throw(ValueError("no client")),
+    )
+    store.prepare()  # the failure stays on the background thread...
+    with pytest.raises(ValueError, match="no client"):
+        store.put_bytes(bucket, _key("never"), b"x")  # ...and is raised where the client is used

@@ -114,3 +114,35 @@ def test_the_demo_writes_lineage_to_a_local_file_unless_a_transport_is_configure
     marquez = json.dumps({"type": "http", "url": "http://marquez:5000"})
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", marquez)
     assert demo._dag_environment()["AIRFLOW__OPENLINEAGE__TRANSPORT"] == marquez
+
+
+def test_a_source_table_is_named_when_the_facets_are_built_not_while_the_task_works(connections):
+    """Naming a table imports the provider's SQL parser module (1-2 s in a fresh task process): an
+    extract only records which connection and table it read, and the provider's call names them."""
+    from include.etlkit.extract.postgres import PostgresTableExtractOperator, TableSpec
+    from include.etlkit.lineage import TableRef
+
+    task = PostgresTableExtractOperator(
+        task_id="land",
+        table=TableSpec("sales_order", "sales_order_id"),
+        source="s",
+        conn_id="lineage_pg",
+        bucket="b",
+    )
+    task.lineage.read(task.source_table(), rows=5)
+    assert task.source_table() == TableRef("lineage_pg", "public", "sales_order")
+    assert "_lineage_locations" not in task.__dict__  # no connection looked up yet
+
+    (read,) = task.get_openlineage_facets_on_complete(None).inputs  # the known input, read once
+    assert (read.namespace, read.name) == ("postgres://db.example.com:6432", "sales.public.sales_order")
+    assert read.inputFacets["inputStatistics"].rowCount == 5
+
+
+def test_a_connection_that_cannot_be_looked_up_still_names_its_table():
+    from include.etlkit.extract.postgres import PostgresTableExtractOperator, TableSpec
+
+    task = PostgresTableExtractOperator(
+        task_id="land", table=TableSpec("t", "id"), source="s", conn_id="lineage_missing", bucket="b"
+    )
+    (read,) = task.get_openlineage_facets_on_start().inputs
+    assert (read.namespace, read.name) == ("airflow-connection://lineage_missing", "public.t")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from include.etlkit.pipelines.models import Model, ModelConfigError, parse_model
 from include.etlkit.totesys import model as totesys
 from include.etlkit.transform.drift import describe_drift
 from include.etlkit.transform.engine import (
+    HASH_ROWS,
     ModelError,
     Targets,
     batch_rows,
@@ -249,6 +252,40 @@ def test_row_hash_writes_null_as_backslash_n():
         hashlib.md5(b"1\x1fx").hexdigest(),
         hashlib.md5(b"1\x1f\\N").hexdigest(),
     ]
+
+
+def test_row_hash_is_the_same_across_its_passes_through_python():
+    values = [f"v{i}" for i in range(HASH_ROWS * 2 + 7)]  # three passes, the last a short one
+    hashes = row_hash([pa.array(values), pa.array(range(len(values)), pa.int64())])
+    assert hashes.type == pa.string()
+    assert hashes.to_pylist() == [
+        hashlib.md5(f"{v}\x1f{i}".encode()).hexdigest() for i, v in enumerate(values)
+    ]
+
+
+def test_the_transform_of_a_fact_never_imports_pandas(tmp_path: Path):
+    """pyarrow imports pandas to convert any Python value (``pa.array``, ``pa.scalar``...): ~40 MB
+    and ~0.5 s a transform task never needs (its peak memory, bench/README.md)."""
+    snapshot = PROJECT_ROOT / "infra" / "local" / "data" / "totesys" / "snapshot_2024-11-15"
+    script = f"""
+import sys
+from pathlib import Path
+from include.etlkit.totesys import model
+from include.etlkit.transform.engine import batch_rows, processed_schema, write_parquet
+fact = next(m for m in model.models() if m.name == "fact_payment")
+rows = write_parquet(
+    batch_rows(fact, [Path({str(snapshot / "payment.parquet")!r})], model.TARGETS, 5000),
+    processed_schema(fact, model.TARGETS),
+    Path({str(tmp_path / "fact.parquet")!r}),
+)
+assert rows == 15836, rows
+print(sorted(name for name in sys.modules if name.split(".")[0] == "pandas"))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_seeds_and_checks_come_from_the_targets():

@@ -19,8 +19,9 @@ from airflow.sdk import BaseOperator
 from include.etlkit.control.ledger import Ledger, VersionColumns
 from include.etlkit.extract.landing import Landing
 from include.etlkit.lazy import lazy_module
-from include.etlkit.lineage import DatasetRef, ReportsLineage
+from include.etlkit.lineage import LineageRef, ReportsLineage
 from include.etlkit.run_params import refresh_from
+from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import (
     DEFAULT_OVERLAP,
     ExtractWindow,
@@ -85,10 +86,10 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
             return self.table
         return TableSpec(**{"cursor": self.default_cursor, **self.table})
 
-    def lineage_inputs(self) -> list[DatasetRef]:
+    def lineage_inputs(self) -> list[LineageRef]:
         return [self.source_table()]
 
-    def source_table(self) -> DatasetRef:
+    def source_table(self) -> LineageRef:
         """The source table as an OpenLineage dataset (the connection's host, port and database)."""
         spec = self.spec
         return self.lineage_table(self.conn_id, spec.schema, spec.name)
@@ -109,8 +110,9 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
         )
         return window
 
-    def landing(self, context: Any, window: ExtractWindow) -> Landing:
-        """Where this run lands the table (:mod:`include.etlkit.extract.landing`)."""
+    def landing(self, context: Any, window: ExtractWindow, objects: ImmutableStore | None = None) -> Landing:
+        """Where this run lands the table (:mod:`include.etlkit.extract.landing`), through ``objects``
+        when given (see :meth:`~include.etlkit.storage.ImmutableStore.prepare`)."""
         return Landing(
             source=self.source,
             name=self.spec.name,
@@ -120,6 +122,7 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
             log=self.log,
             aws_conn_id=self.aws_conn_id,
             lineage=self.lineage,
+            objects=objects,
         )
 
     def land_parquet(
@@ -133,9 +136,10 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
         advance_state: bool,
         row_versions: Iterable[pa.RecordBatch] | None = None,
         version_columns: VersionColumns | None = None,
+        objects: ImmutableStore | None = None,
     ) -> dict[str, Any]:
         """Land ``local`` (if it has rows) through the one landing path, and report its rows."""
-        landing = self.landing(context, window)
+        landing = self.landing(context, window, objects)
         stored = landing.land(
             local if rows else None,
             rows=rows,

@@ -52,6 +52,8 @@ class Landing:
     :param log: the operator's logger, so every line appears in the task's log.
     :param lineage: the operator's :class:`~include.etlkit.lineage.RunLineage`: each landed object is
         an output of the task (its table's dataset in the bucket, with rows, files and bytes).
+    :param objects: the store to land through (one the caller already made, and may have
+        prepared, :meth:`~include.etlkit.storage.ImmutableStore.prepare`); else one for ``aws_conn_id``.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Landing:
         aws_conn_id: str = "aws_default",
         ledger: Ledger | None = None,
         lineage: RunLineage | None = None,
+        objects: ImmutableStore | None = None,
     ) -> None:
         self.source = source
         self.name = name
@@ -73,7 +76,7 @@ class Landing:
         self.window = window
         self.run_id = run_id
         self.log = log
-        self.objects = ImmutableStore(aws_conn_id)
+        self.objects = objects or ImmutableStore(aws_conn_id)
         self.ledger = ledger or Ledger()
         self.lineage = lineage
 

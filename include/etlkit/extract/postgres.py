@@ -23,6 +23,7 @@ from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
 from include.etlkit.parquet import stream_batches
+from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ class PostgresTableExtractOperator(TableExtractOperator):
         spec = self.spec
         hook = PostgresHook(postgres_conn_id=self.conn_id)
         registry = SchemaRegistry()
+        objects = ImmutableStore(self.aws_conn_id)
+        objects.prepare()  # the S3 client is made while the source sends its rows
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
             rows = self._copy_to_parquet(hook, spec, condition, params, local)
@@ -161,6 +164,7 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 advance_state=advance_state,
                 row_versions=self._row_versions(local, spec),
                 version_columns=VersionColumns(key=spec.key, hash=ROW_HASH, cursor=spec.cursor),
+                objects=objects,
             )
         # After the landing: a drift is reported once, by the run that landed the new shape.
         if rows:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from include.etlkit.lazy import lazy_module
 from include.etlkit.pipelines.models import Model
-from include.etlkit.transform.engine import Targets
+from include.etlkit.transform.engine import Targets, strings
 
 if TYPE_CHECKING:
     import polars as pl
@@ -207,7 +207,10 @@ TARGETS = Targets(
     schemas=SCHEMAS,
     seeds={
         "iso_currency": pa.table(
-            {"currency_code": list(CURRENCY_NAMES), "currency_name": list(CURRENCY_NAMES.values())}
+            {
+                "currency_code": strings(list(CURRENCY_NAMES)),
+                "currency_name": strings(list(CURRENCY_NAMES.values())),
+            }
         )
     },
     checks={"dim_currency": check_currencies},

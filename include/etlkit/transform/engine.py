@@ -30,6 +30,7 @@ sides, the ``latest`` de-duplication), never by whole landed objects in pandas.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -53,7 +54,12 @@ else:  # imported on first use, not while a DAG file is parsed
     pc = lazy_module("pyarrow.compute")
     pq = lazy_module("pyarrow.parquet")
 
-BATCH_ROWS = 100_000  # rows per output batch (and Parquet row group): bounds the writer's memory
+# Rows per batch of a row-by-row model and per output batch (and Parquet row group): what bounds the
+# transform's memory. 50,000 rather than 100,000: each batch passes through polars SQL, the checks,
+# Arrow casts and the row hash, and the transform's peak RSS fell by 45-65 MB at 1M and 5M landed
+# rows (bench/README.md, 2026-12-05).
+BATCH_ROWS = 50_000
+HASH_ROWS = 10_000  # rows hashed per pass through Python (row_hash)
 ORDER = "__landing_order"
 _TIMESTAMP_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f")
 
@@ -136,7 +142,17 @@ def input_frame(item: ModelInput, rows: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def empty_frame(schema: pa.Schema) -> pl.LazyFrame:
-    return pl.from_arrow(schema.empty_table()).lazy()
+    return pl.from_arrow(pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)).lazy()
+
+
+def strings(values: Sequence[str | None]) -> pa.Array:
+    """Python strings as an Arrow ``string`` array, made by polars.
+
+    Not ``pa.array(values)``: before converting a Python object pyarrow asks whether it is a pandas
+    one, and so imports pandas (~40 MB of RSS and ~0.5 s; ``Schema.empty_table()`` does the same),
+    which the transform's process otherwise never loads (bench/README.md, transform memory).
+    """
+    return pl.Series(values, dtype=pl.String).to_arrow().cast(pa.string())
 
 
 def with_additional(frame: pl.LazyFrame, extras: Sequence[str]) -> pl.LazyFrame:
@@ -190,7 +206,7 @@ def _converted(name: str, source: pl.DataType, target: pa.DataType) -> pl.Expr:
         return expr.str.to_lowercase().replace_strict(
             {"true": True, "t": True, "false": False, "f": False}, default=None, return_dtype=pl.Boolean
         )
-    dtype = pl.from_arrow(pa.array([], type=target)).dtype
+    dtype = pl.from_arrow(pa.nulls(0, target)).dtype  # not pa.array([]): see strings()
     if pa.types.is_integer(target) and source.is_float():
         # 3.0 is the id 3; 3.7 is no id at all (a cast would truncate it silently)
         return pl.when(expr == expr.floor()).then(expr.cast(dtype, strict=False)).otherwise(None)
@@ -294,36 +310,55 @@ def build(
     return rows
 
 
+@functools.cache
+def _separator() -> pa.Scalar:
+    """``row_hash``'s separator as an Arrow scalar (a Python ``str`` argument would be converted by
+    ``pa.scalar``, which imports pandas: see :func:`strings`)."""
+    return strings(["\x1f"])[0]
+
+
 def row_hash(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array:
     """MD5 of a row's values as text (NULL as ``\\N``), separated by a unit separator.
 
     Computed on the converted values, so 3.9 and '3.90' hash alike; stable across runs and hosts.
+    The rows pass through Python (``hashlib``) :data:`HASH_ROWS` at a time, so only that many
+    Python strings exist at once, not a whole batch's.
     """
     text = pc.binary_join_element_wise(
         *(pc.cast(column, pa.string()) for column in columns),
-        "\x1f",
+        _separator(),
         null_handling="replace",
         null_replacement="\\N",
     )
-    return pa.array(
-        [hashlib.md5(row.encode(), usedforsecurity=False).hexdigest() for row in text.to_pylist()],
-        type=pa.string(),
-    )
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    text = text.cast(pa.binary())  # bytes for hashlib, without a str per row first
+    digests: list[str] = []
+    for start in range(0, len(text), HASH_ROWS):
+        digests += [
+            hashlib.md5(row, usedforsecurity=False).hexdigest()
+            for row in text.slice(start, HASH_ROWS).to_pylist()
+        ]
+    return strings(digests)
 
 
 def arrow_batches(
     rows: pl.LazyFrame, schema: pa.Schema, batch_size: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
     """The model's rows as record batches of exactly ``schema`` (with ``row_hash`` when it has one)."""
-    hashed = ROW_HASH in schema.names
     for frame in rows.collect_batches(chunk_size=batch_size, engine="streaming"):
-        if not frame.height:
-            continue
-        table = frame.to_arrow()
-        arrays = {f.name: table.column(f.name).cast(f.type) for f in schema if f.name != ROW_HASH}
-        if hashed:  # a version is its table's values: what the source added beyond them is not hashed
-            arrays[ROW_HASH] = row_hash([a for name, a in arrays.items() if name != ADDITIONAL_COLUMN])
-        yield from pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema).to_batches()
+        yield from _target_batches(frame, schema)
+
+
+def _target_batches(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Collected rows as record batches of exactly ``schema``, with their ``row_hash``."""
+    if not frame.height:
+        return
+    table = frame.to_arrow()
+    arrays = {f.name: table.column(f.name).cast(f.type) for f in schema if f.name != ROW_HASH}
+    if ROW_HASH in schema.names:  # a version is its table's values: what the source added is not hashed
+        arrays[ROW_HASH] = row_hash([a for name, a in arrays.items() if name != ADDITIONAL_COLUMN])
+    yield from pa.Table.from_arrays([arrays[f.name] for f in schema], schema=schema).to_batches()
 
 
 def row_by_row(model: Model) -> bool:
@@ -361,7 +396,7 @@ def batch_rows(
                 for name, dtype in schema.items()
             )
             rows = build(model, {item.name: aligned}, targets, distinct=False, added=added).collect()
-            yield from arrow_batches(rows.lazy(), target, batch_size)
+            yield from _target_batches(rows, target)
 
 
 def write_parquet(
