@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.etlkit.control.accounting import take_outcome
+from include.etlkit.control.ledger import ROW_HASH
 from include.etlkit.extract.mysql import (
     MySqlTableExtractOperator,
     SourceUnavailable,
@@ -208,8 +209,10 @@ def landed_objects(store, source_name: str) -> list[tuple]:
     )
 
 
-def read_parquet(s3, bucket: str, key: str):
-    return pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+def read_parquet(s3, bucket: str, key: str, *, row_hash: bool = False):
+    """A landed object's source columns (and, with ``row_hash``, the row hash landed with them)."""
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    return table if row_hash or ROW_HASH not in table.column_names else table.drop_columns([ROW_HASH])
 
 
 def source_rows(database: str, table: str, columns: list[str]) -> list[dict[str, Any]]:
@@ -296,8 +299,10 @@ def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(
     assert result["key"].startswith(f"{source_name}/customer/2024/11/15/customer-")
     assert result["schema_changes"] == []
     assert (result["reported"].rows_in, result["reported"].rows_out) == (202, 202)
-    landed = read_parquet(s3, bucket, result["key"])
-    assert landed.column_names == CUSTOMER_COLUMNS
+    landed = read_parquet(s3, bucket, result["key"], row_hash=True)
+    assert landed.column_names == [*CUSTOMER_COLUMNS, ROW_HASH]  # each row's hash, as PostgreSQL's
+    assert all(re.fullmatch("[0-9a-f]{32}", h) for h in landed.column(ROW_HASH).to_pylist())
+    landed = landed.drop_columns([ROW_HASH])
     assert str(landed.schema.field("updated_at").type) == "timestamp[ms]"
     rows = landed.to_pylist()
     assert rows == source_rows(source, "customer", CUSTOMER_COLUMNS)

@@ -8,7 +8,7 @@ Every state change commits together with the records that justify it.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -67,6 +67,24 @@ def _baseline_versions(
     return versions
 
 
+def landed_versions(path, columns: VersionColumns, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+    """Each row's version in a landed Parquet file that carries them (``columns``), as
+    ``record_landing`` takes them (``row_key``, ``row_hash``, ``last_updated``), batch by batch.
+
+    The key's text is Arrow's cast, as :func:`_baseline_versions` reads a baseline: one rule whether a
+    table's versions come from its baseline object or from ``etl.row_version``.
+    """
+    import pyarrow.compute as pc
+
+    from include.etlkit.parquet import stream_batches
+
+    for batch in stream_batches(path, batch_rows, columns=[columns.key, columns.hash, columns.cursor]):
+        yield pa.record_batch(
+            [pc.cast(batch.column(0), pa.string()), batch.column(1), batch.column(2)],
+            names=["row_key", "row_hash", "last_updated"],
+        )
+
+
 def _copy_csv(cur, statement: str, batches: Iterable[pa.RecordBatch]) -> None:
     """COPY record batches as CSV rendered by Arrow, one batch in memory at a time."""
     with cur.copy(statement) as copy:
@@ -96,6 +114,10 @@ class LedgerObject:
     table_name: str
     rows: int
 
+
+# The column a table extract lands each row's identity in (next to the source's columns): the
+# ledger's, not the source's (the landed-file validation leaves it out of a feed's columns).
+ROW_HASH = "_row_hash"
 
 # Tombstones of rows deleted in a source: landed (and processed) under ``<table>.deleted``.
 DELETIONS = ".deleted"

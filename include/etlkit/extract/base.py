@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from include.etlkit.control.ledger import Ledger, VersionColumns
+from include.etlkit.control.ledger import Ledger, VersionColumns, landed_versions
 from include.etlkit.extract.landing import Landing
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import LineageRef, ReportsLineage
@@ -138,7 +138,13 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
         version_columns: VersionColumns | None = None,
         objects: ImmutableStore | None = None,
     ) -> dict[str, Any]:
-        """Land ``local`` (if it has rows) through the one landing path, and report its rows."""
+        """Land ``local`` (if it has rows) through the one landing path, and report its rows.
+
+        ``version_columns``: ``local`` carries each row's version in these columns; they are read
+        from it (``row_versions`` not given), and a table's first landing is their baseline.
+        """
+        if row_versions is None and version_columns is not None and rows:
+            row_versions = landed_versions(local, version_columns)  # a generator: read only if needed
         landing = self.landing(context, window, objects)
         stored = landing.land(
             local if rows else None,

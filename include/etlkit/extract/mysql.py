@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from include.etlkit.control.ledger import ROW_HASH, VersionColumns
 from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
@@ -51,7 +53,6 @@ DEFAULT_CHUNK_ROWS = 10_000  # rows per fetchmany, Arrow batch and Parquet row g
 # UTC sessions: TIMESTAMP columns come back as the naive UTC values the windows compare with; a long
 # write timeout because a server-side cursor holds the result open while each chunk is written.
 SESSION_INIT = "SET time_zone = '+00:00', net_write_timeout = 600"
-ROW_HASH = "_row_hash"  # the hash column of the query: recorded in etl.row_version, never landed
 BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit"})
 VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per batch
 
@@ -76,9 +77,11 @@ def row_hash_sql(columns: Sequence[SourceColumn]) -> str:
     """A row version's identity as MySQL computes it over the whole row: the MD5 of every column's
     text (binary columns in hex), separated by a unit separator, NULL as a NUL character.
 
-    The extract records it for every row it lands (``etl.row_version``) and the reconciliation
-    computes it again over the live table, so a row changed without moving its cursor is found by
-    comparing the two, as ``md5(ROW(t.*)::text)`` does for PostgreSQL.
+    The extract lands it with every row (its ``_row_hash`` column, as the PostgreSQL extract lands
+    its own), so the landed object records each row's version: a table's first snapshot is the
+    baseline of its row versions, later landings are copied into ``etl.row_version``. The
+    reconciliation computes it again over the live table, so a row changed without moving its cursor
+    is found by comparing the two.
     """
     parts = [
         f"COALESCE({'HEX' if c.data_type in BINARY_TYPES else 'CAST'}({quote_identifier(c.name)}"
@@ -185,20 +188,27 @@ class MySqlTableExtractOperator(TableExtractOperator):
         mode: str | None = None,
         advance_state: bool = True,
     ) -> dict[str, Any]:
-        """Land the table's rows in ``window`` (or those of ``condition``) as one immutable object;
-        record it, its row versions and the schema."""
+        """Land the table's rows in ``window`` (or those of ``condition``) as one immutable object
+        carrying each row's hash; record it, its row versions and the schema.
+
+        The versions are read from the landed object (its key, ``_row_hash`` and cursor columns), so
+        a table's first landing is recorded as their baseline, one ledger row, as PostgreSQL's is.
+        Only a key whose text Arrow would not write as the reconciliation does (a timestamp, a
+        float...) has its versions' keys taken while streaming (:func:`_key_text`), in a side file.
+        """
         spec = self.spec
         registry = SchemaRegistry()
         where, params = condition or self.window_condition(spec, window)
         with tempfile.TemporaryDirectory(prefix=f"land-{spec.name}-") as tmp:
             local = Path(tmp) / f"{spec.name}.parquet"
-            versions = Path(tmp) / f"{spec.name}.versions.parquet"
             conn = self._connect()
             try:
                 columns = self._columns(conn, spec)
                 changes = diff_columns(registry.recorded(self.source, spec.name), columns)
                 for change in changes:
                     self.log.warning("schema drift in %s.%s: %s", self.source, spec.name, change.describe())
+                key_column = next(c for c in columns if c.name == spec.key)
+                versions = None if _key_text_is_arrows(key_column) else Path(tmp) / "versions.parquet"
                 rows = self._stream_to_parquet(conn, spec, columns, where, params, local, versions)
             finally:
                 conn.close()
@@ -209,7 +219,8 @@ class MySqlTableExtractOperator(TableExtractOperator):
                 window,
                 mode=mode or window.mode,
                 advance_state=advance_state,
-                row_versions=_row_versions(versions) if rows else None,
+                row_versions=_row_versions(versions) if versions is not None and rows else None,
+                version_columns=VersionColumns(spec.key, ROW_HASH, spec.cursor) if versions is None else None,
             )
         registry.record(self.source, spec.name, columns, changes, context["run_id"])
         return {**summary, "schema_changes": [asdict(change) for change in changes]}
@@ -256,6 +267,8 @@ class MySqlTableExtractOperator(TableExtractOperator):
         missing = {spec.key, spec.cursor} - {c.name for c in columns}
         if missing:
             raise LookupError(f"{spec.name} has no column(s) {sorted(missing)}")
+        if ROW_HASH in {c.name for c in columns}:
+            raise ValueError(f"{spec.name} has a column {ROW_HASH}: the name of the row hash landed with it")
         for column in columns:
             quote_identifier(column.name)
         return columns
@@ -268,10 +281,11 @@ class MySqlTableExtractOperator(TableExtractOperator):
         condition: str,
         params: Sequence[Any],
         path: Path,
-        versions: Path,
+        versions: Path | None = None,
     ) -> int:
-        """Stream the rows of ``condition`` into a Parquet file, one row group per chunk, and each
-        row's key, hash and cursor into ``versions``; returns the count.
+        """Stream the rows of ``condition`` with their hash (``_row_hash``) into a Parquet file, one
+        row group per chunk (and, given ``versions``, each row's key as the server's text, hash and
+        cursor into that file); returns the count.
 
         The rows come as the server's text (the connection's converters off) and Arrow parses each
         column of a chunk at once: MySQLdb's Python objects per value cost three quarters of the
@@ -287,11 +301,17 @@ class MySqlTableExtractOperator(TableExtractOperator):
             f"ORDER BY {', '.join(quote_identifier(c) for c in order)}"
         )
         schema = pa.schema([(c.name, c.arrow) for c in columns])
+        landed = schema.append(pa.field(ROW_HASH, pa.string()))
         names = [c.name for c in columns]
         key, cursor = names.index(spec.key), names.index(spec.cursor)
         version_schema = pa.schema(
             [("row_key", pa.string()), ("row_hash", pa.string()), ("last_updated", schema.field(cursor).type)]
         )
+        # No dictionary for the columns unique or nearly so (the hash, the key, the cursor): it would
+        # be built and dropped in every row group (measured: 13% smaller at 1M rows, a little faster).
+        dictionary = [n for n in landed.names if n not in (ROW_HASH, spec.key, spec.cursor)]
+        # Each fetched row as the server's bytes (its columns, then the hash), for one struct array.
+        text_rows = pa.struct([(f"c{i}", pa.binary()) for i in range(len(columns) + 1)])
         rows = 0
         converters = conn.converter
         conn.converter = {}  # values as the server sends them: bytes, parsed below by Arrow
@@ -300,27 +320,29 @@ class MySqlTableExtractOperator(TableExtractOperator):
             cur.execute(query, list(params))
             fallbacks = [_converter(converters, description[1]) for description in cur.description]
             with (
-                pq.ParquetWriter(path, schema, compression="zstd") as writer,
-                pq.ParquetWriter(versions, version_schema) as version_writer,
+                pq.ParquetWriter(path, landed, compression="zstd", use_dictionary=dictionary) as writer,
+                (
+                    pq.ParquetWriter(versions, version_schema) if versions is not None else nullcontext()
+                ) as version_writer,
             ):
                 while chunk := cur.fetchmany(self.chunk_size):
-                    by_column = list(zip(*chunk, strict=True))  # rows -> columns, the hash last
+                    # Rows -> columns in one pass in Arrow (a struct of the rows' bytes), the hash last.
+                    by_column = pa.array(chunk, text_rows).flatten()
+                    del chunk  # the rows' Python objects: the chunk is Arrow's from here on
                     arrays = [
-                        _from_text(values, field.type, fallback)
-                        for values, field, fallback in zip(by_column[:-1], schema, fallbacks, strict=False)
+                        _from_text(raw, field.type, fallback)
+                        for raw, field, fallback in zip(by_column[:-1], schema, fallbacks, strict=False)
                     ]
-                    writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                    version_writer.write_batch(
-                        pa.RecordBatch.from_arrays(
-                            [
-                                _key_text(arrays[key], by_column[key]),
-                                pa.array(by_column[-1], pa.binary()).cast(pa.string()),
-                                arrays[cursor],
-                            ],
-                            schema=version_schema,
+                    hashes = by_column[-1].cast(pa.string())
+                    writer.write_batch(pa.RecordBatch.from_arrays([*arrays, hashes], schema=landed))
+                    if version_writer is not None:
+                        version_writer.write_batch(
+                            pa.RecordBatch.from_arrays(
+                                [_key_text(arrays[key], by_column[key]), hashes, arrays[cursor]],
+                                schema=version_schema,
+                            )
                         )
-                    )
-                    rows += len(chunk)
+                    rows += len(hashes)
         finally:
             cur.close()
             conn.converter = converters
@@ -351,11 +373,8 @@ def _converter(converters: Mapping[Any, Any], field_type: int) -> Callable[[str]
     return found if callable(found) else None
 
 
-def _from_text(
-    values: Sequence[bytes | None], type_: pa.DataType, fallback: Callable[[str], Any] | None
-) -> pa.Array:
-    """One column of a chunk, from the server's text to its Arrow type."""
-    raw = pa.array(values, pa.binary())
+def _from_text(raw: pa.Array, type_: pa.DataType, fallback: Callable[[str], Any] | None) -> pa.Array:
+    """One column of a chunk, from the server's text (``raw``, binary) to its Arrow type."""
     if pa.types.is_binary(type_):
         return raw
     if not pa.types.is_duration(type_):
@@ -371,18 +390,25 @@ def _from_text(
                 raise
     if fallback is None:
         raise TypeError(f"no converter for a MySQL column read as {type_}")
-    return _to_arrow([None if v is None else fallback(v.decode()) for v in values], type_)
+    return _to_arrow([None if v is None else fallback(v.decode()) for v in raw.to_pylist()], type_)
 
 
-def _key_text(array: pa.Array, values: Sequence[bytes | None]) -> pa.Array:
+def _key_text_is_arrows(column: SourceColumn) -> bool:
+    """Whether Arrow's text of a key column (the baseline's, :func:`~include.etlkit.control.ledger.
+    landed_versions`) is the reconciliation's (``str`` of MySQLdb's value): integers (a ZEROFILL
+    ``00042`` included: both say ``42``) and strings."""
+    return pa.types.is_integer(column.arrow) or pa.types.is_string(column.arrow)
+
+
+def _key_text(array: pa.Array, raw: pa.Array) -> pa.Array:
     """The row key as ``etl.row_version`` records it: its text (as ``str`` of the value was)."""
     if pa.types.is_timestamp(array.type) or pa.types.is_duration(array.type):
         return pa.array([_text(v) for v in array.to_pylist()], pa.string())
-    return pa.array(values, pa.binary()).cast(pa.string())
+    return raw.cast(pa.string())
 
 
 def _row_versions(path: Path) -> Iterator[pa.RecordBatch]:
-    """The landed rows' versions for ``etl.row_version``, batch by batch (bounded memory)."""
+    """The versions of a side file (keys as the server's text), batch by batch (bounded memory)."""
     yield from stream_batches(path, VERSION_BATCH_ROWS)
 
 

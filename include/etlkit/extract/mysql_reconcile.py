@@ -6,7 +6,8 @@ reads, widened by the feed's ``overlap_minutes``. A row committed by a transacti
 than the overlap carries a cursor already behind the window, and a row changed in place keeps its
 cursor: the extract never sees either. Once a day this computes every row's hash in MySQL exactly as
 the extract does (:func:`~include.etlkit.extract.mysql.row_hash_sql`), compares it with the version
-last landed (``etl.row_version``) and lands the rows that differ or were never landed, as new
+last landed (``Ledger.row_hashes``: the first snapshot's object, the baseline, with the versions
+landed since in ``etl.row_version``) and lands the rows that differ or were never landed, as new
 versions that flow downstream like any other landing: the PostgreSQL reconciliation's twin
 (:mod:`include.etlkit.extract.reconcile`). Keys landed before and absent now are landed as
 tombstones (``<table>.deleted``, :func:`~include.etlkit.extract.landing.land_deletions`), once each:
@@ -41,7 +42,7 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
             )
             Landing.report(context, rows_in=0, rows_out=0)
             return {"table": spec.name, "rows": 0, "key": None, "mode": "reconcile", "changed": 0}
-        landed = ledger.row_hashes(self.source, spec.name)
+        landed = ledger.row_hashes(self.source, spec.name, aws_conn_id=self.aws_conn_id)
         current = self._current_hashes()
         changed = sorted(key for key, row_hash in current.items() if landed.get(key) != row_hash)
         self.lineage.read(self.source_table(), rows=len(current))

@@ -22,7 +22,6 @@ from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
-from include.etlkit.parquet import stream_batches
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow
 
@@ -47,7 +46,6 @@ __all__ = [
 ]
 
 ROW_HASH = "_row_hash"
-VERSION_BATCH_ROWS = 100_000  # row versions sent to the ledger per COPY batch
 BATCH_BYTES = 8 << 20  # the driver's batch size hint: bounds memory per table
 
 
@@ -162,7 +160,6 @@ class PostgresTableExtractOperator(TableExtractOperator):
                 window,
                 mode=mode,
                 advance_state=advance_state,
-                row_versions=self._row_versions(local, spec),
                 version_columns=VersionColumns(key=spec.key, hash=ROW_HASH, cursor=spec.cursor),
                 objects=objects,
             )
@@ -226,15 +223,6 @@ class PostgresTableExtractOperator(TableExtractOperator):
             key=sql.Identifier(spec.key),
             cursor=sql.Identifier(spec.cursor),
         )
-
-    @staticmethod
-    def _row_versions(path: Path, spec: TableSpec) -> Iterator[pa.RecordBatch]:
-        """Each landed row's key, hash and cursor, batch by batch (bounded memory)."""
-        for batch in stream_batches(path, VERSION_BATCH_ROWS, columns=[spec.key, ROW_HASH, spec.cursor]):
-            yield pa.record_batch(
-                [pc.cast(batch.column(0), pa.string()), batch.column(1), batch.column(2)],
-                names=["row_key", "row_hash", "last_updated"],
-            )
 
 
 def _selected(name: str, kind: pa.DataType) -> sql.Composable:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
+from include.etlkit.control.ledger import DELETIONS, ROW_HASH, Ledger, LedgerObject, deletions_of
 from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
@@ -97,6 +97,12 @@ def _quarantine_reason(result: ValidationResult) -> str | None:
         f"{result.rows_quarantined} of {result.rows_read} row(s) quarantined, "
         f"first: row {first['source_row']}: {first['reason'][:300]}"
     )
+
+
+def _source_columns(table: pa.Table) -> pa.Table:
+    """A landed file's columns without the row hash a table extract lands with each row (the
+    ledger's, not the source's: it is not an additional column of the feed)."""
+    return table.drop_columns([ROW_HASH]) if ROW_HASH in table.column_names else table
 
 
 def _schema(value: FileSchema | Mapping[str, Any], dataset: str) -> FileSchema:
@@ -269,7 +275,8 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         # Only a schema that takes values from the path needs it (and the query).
         remote_paths = source_files.remote_paths(landed.bucket, landed.key) if schema.path_values else []
         try:
-            result: ValidationResult | None = validate(read_file(local, schema.read), schema, remote_paths)
+            table = _source_columns(read_file(local, schema.read))
+            result: ValidationResult | None = validate(table, schema, remote_paths)
         except FileReadError as exc:
             result, reason, missing = None, f"unreadable: {exc}", ()
         except Exception as exc:
