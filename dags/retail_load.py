@@ -10,9 +10,11 @@ marts `mart.customer_monthly` and `mart.sales_team_monthly`. Woken by `retail_pr
 
 from __future__ import annotations
 
-# Named so Airflow's DAG processor imports it once, before it forks a parse (parsing_pre_import_modules):
-# otherwise every parse of this file imports boto3 to normalise the s3:// Assets it names.
-import airflow.providers.amazon.aws.assets.s3  # noqa: F401
+# Named so Airflow's DAG processor imports them once, before it forks a parse (parsing_pre_import_modules):
+# otherwise every parse of this file imports boto3 to normalise the s3:// Assets it names, and
+# sqlparse with common.sql's hook for the quality checks it builds.
+import airflow.providers.amazon.aws.assets.s3
+import airflow.providers.common.sql.operators.sql  # noqa: F401
 from airflow.sdk import chain, dag
 
 from include.etlkit.pipelines.pipeline import pipeline

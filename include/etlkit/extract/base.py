@@ -16,22 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from include.etlkit.control.ledger import Ledger, VersionColumns, landed_versions
-from include.etlkit.extract.landing import Landing
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import LineageRef, ReportsLineage
-from include.etlkit.run_params import refresh_from
-from include.etlkit.storage import ImmutableStore
-from include.etlkit.windows import (
-    DEFAULT_OVERLAP,
-    ExtractWindow,
-    incremental_window,
-    run_interval,
-    source_clock,
-)
+from include.etlkit.windows import DEFAULT_OVERLAP, ExtractWindow
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from include.etlkit.control.ledger import VersionColumns
+    from include.etlkit.extract.landing import Landing
+    from include.etlkit.storage import ImmutableStore
 else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
 
@@ -95,6 +89,11 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
         return self.lineage_table(self.conn_id, spec.schema, spec.name)
 
     def window(self, context: Any) -> ExtractWindow:
+        # The control plane's modules are imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.run_params import refresh_from
+        from include.etlkit.windows import incremental_window, run_interval, source_clock
+
         spec = self.spec
         window = incremental_window(
             *run_interval(context),
@@ -113,6 +112,8 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
     def landing(self, context: Any, window: ExtractWindow, objects: ImmutableStore | None = None) -> Landing:
         """Where this run lands the table (:mod:`include.etlkit.extract.landing`), through ``objects``
         when given (see :meth:`~include.etlkit.storage.ImmutableStore.prepare`)."""
+        from include.etlkit.extract.landing import Landing
+
         return Landing(
             source=self.source,
             name=self.spec.name,
@@ -144,6 +145,8 @@ class TableExtractOperator(ReportsLineage, BaseOperator):
         from it (``row_versions`` not given), and a table's first landing is their baseline.
         """
         if row_versions is None and version_columns is not None and rows:
+            from include.etlkit.control.ledger import landed_versions
+
             row_versions = landed_versions(local, version_columns)  # a generator: read only if needed
         landing = self.landing(context, window, objects)
         stored = landing.land(

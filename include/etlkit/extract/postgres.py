@@ -18,18 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from include.etlkit import adbc
 from include.etlkit.adbc import conninfo
-from include.etlkit.control.ledger import VersionColumns
-from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
-from include.etlkit.storage import ImmutableStore
-from include.etlkit.windows import ExtractWindow
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from psycopg import sql
+
+    from include.etlkit.windows import ExtractWindow
 else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
     pc = lazy_module("pyarrow.compute")
@@ -139,6 +137,11 @@ class PostgresTableExtractOperator(TableExtractOperator):
     ) -> dict[str, Any]:
         """Land the table's rows matching ``condition`` as one immutable object and record it."""
         from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        # The control plane's modules: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import VersionColumns
+        from include.etlkit.control.schema_changes import SchemaRegistry, diff_columns
+        from include.etlkit.storage import ImmutableStore
 
         spec = self.spec
         hook = PostgresHook(postgres_conn_id=self.conn_id)

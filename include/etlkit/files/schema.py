@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.etlkit.files.readers import ReaderOptions
 from include.etlkit.lazy import lazy_module
-from include.etlkit.load.warehouse import ADDITIONAL_COLUMN
+from include.etlkit.load.warehouse import ADDITIONAL_COLUMN, SOURCE_ROW
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,7 +75,6 @@ TYPE_ALIASES = {
 }
 DECIMAL_TYPE = re.compile(r"^(?:decimal|numeric)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)$", re.IGNORECASE)
 # Columns the validation adds to every valid table: no schema column may take their names.
-SOURCE_ROW = "source_row"
 RESERVED_NAMES = frozenset({ADDITIONAL_COLUMN, SOURCE_ROW})
 # How booleans are spelled (compared in lower case, after trimming).
 TRUE_TEXTS = ("true", "t", "yes", "y", "1")

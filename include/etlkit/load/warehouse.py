@@ -41,6 +41,8 @@ ORDINAL = "_ordinal"
 # extra columns; a column added to a source after its models were written). Kept in ``landing``,
 # never merged into ``core``, so nothing the source sent is dropped on the way to the warehouse.
 ADDITIONAL_COLUMN = "additional_column"
+# A quarantined or validated file row's line in its landed file (the lineage a row carries to core).
+SOURCE_ROW = "source_row"
 # landing.<LOAD_REGISTRY>: one row per (table, load id) loaded, which also serialises two loads of one
 # object (PostgreSQL; Snowflake's COPY load history keeps a file loaded once by itself).
 LOAD_REGISTRY = "_load"

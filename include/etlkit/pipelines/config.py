@@ -24,8 +24,7 @@ from typing import Any
 
 import yaml
 
-from include.etlkit.files.schema import SOURCE_ROW
-from include.etlkit.load.warehouse import TableLoad
+from include.etlkit.load.warehouse import SOURCE_ROW, TableLoad
 from include.etlkit.pipelines.models import Model, ModelConfigError, load_order, parse_models
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"

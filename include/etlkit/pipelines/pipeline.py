@@ -30,7 +30,6 @@ from airflow.sdk import Asset, BaseOperator, TaskGroup
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from include.etlkit.control.ledger import Ledger
 from include.etlkit.dag_defaults import default_args as shared_default_args
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
@@ -39,8 +38,6 @@ from include.etlkit.pipelines import events, factory
 from include.etlkit.pipelines.config import PipelineConfig, load_pipeline
 from include.etlkit.pipelines.models import Model
 from include.etlkit.run_params import RunOnlyRequestedFeed, ingest_params
-from include.etlkit.storage import ImmutableStore
-from include.etlkit.windows import run_interval
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.operators import sql as sql_checks
@@ -224,6 +221,11 @@ class AnnounceLandedOperator(ReportsLineage, BaseOperator):
         self.bucket = bucket
 
     def execute(self, context: Any) -> str:
+        # Imported when the task runs: a DAG file's parse needs none of them (issue 11).
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.storage import ImmutableStore
+        from include.etlkit.windows import run_interval
+
         source = self.source
         pending = Ledger().pending_landed(source)
         if not pending:
