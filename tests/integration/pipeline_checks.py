@@ -33,8 +33,9 @@ def landed_versions(source: str = "totesys") -> set[tuple]:
     ledger = Ledger()
     tables = ControlStore().query(
         "SELECT DISTINCT table_name FROM etl.row_version_base WHERE source = %s "
-        "UNION SELECT DISTINCT table_name FROM etl.row_version WHERE source = %s",
-        (source, source),
+        "UNION SELECT DISTINCT table_name FROM etl.row_version WHERE source = %s "
+        "UNION SELECT DISTINCT table_name FROM etl.row_version_object WHERE source = %s",
+        (source, source, source),
     )
     return {
         (table, row_key, row_hash)

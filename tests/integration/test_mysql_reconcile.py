@@ -109,7 +109,7 @@ def test_the_reconciliation_lands_rows_changed_in_place_or_committed_late_and_no
         (5000, "Row"),
     ]
     after = row_versions(source_name)
-    assert control.query(  # only the reconciled rows' versions are copied, the baseline stays
+    assert control.query(  # only the reconciled rows' versions are folded in, the baseline stays
         "SELECT row_key FROM etl.row_version WHERE source = %s ORDER BY row_key", (source_name,)
     ) == [("1",), ("5000",)]
     assert after["1"] != versions["1"] and "5000" in after

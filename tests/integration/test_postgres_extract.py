@@ -313,7 +313,7 @@ def test_landed_until_only_moves_forward_when_an_older_interval_runs_after_a_new
     assert Ledger().landed_until(source_name, TABLE) == datetime(2024, 11, 15, 12, 30)
 
 
-def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_version(
+def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_object_folded(
     extract, source, source_name, control_plane
 ):
     first = extract(0)
@@ -334,6 +334,18 @@ def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_
         f"UPDATE {TABLE} SET note = NULL, last_updated = '2024-11-15 10:50:00.5' WHERE customer_id = 3"
     )
     update = extract(2)
+    # The increment waits as one row naming its object (issue 11), not one row per landed row...
+    assert control_plane.query(
+        "SELECT key, key_column, hash_column, cursor_column FROM etl.row_version_object "
+        "WHERE source = %s AND table_name = %s",
+        (source_name, TABLE),
+    ) == [(update["key"], "customer_id", ROW_HASH, "last_updated")]
+    assert not control_plane.query(
+        "SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s", (source_name, TABLE)
+    )
+    # ... until the versions are read (the reconciliation), which folds it into etl.row_version.
+    after = Ledger().row_hashes(source_name, TABLE)
+    assert not control_plane.query("SELECT 1 FROM etl.row_version_object WHERE source = %s", (source_name,))
     versions = control_plane.query(
         "SELECT row_key, row_hash, last_updated, landed_key FROM etl.row_version "
         "WHERE source = %s AND table_name = %s ORDER BY row_key",
@@ -342,7 +354,6 @@ def test_row_versions_are_the_first_snapshot_as_baseline_plus_one_row_per_later_
 
     assert [row[0] for row in versions] == ["3"]
     assert versions[0][2:] == (datetime(2024, 11, 15, 10, 50, 0, 500000), update["key"])
-    after = Ledger().row_hashes(source_name, TABLE)
     assert after == source_hashes(source)
     assert after["3"] != before["3"] and {k: after[k] for k in "12"} == {k: before[k] for k in "12"}
 

@@ -2,7 +2,8 @@
 
 - :mod:`.store`: the control database's connection (:class:`ControlStore`), the DDL of every
   control table, and ``etl.audit`` / ``etl.task_log``;
-- :mod:`.ledger`: ``etl.extract_state``, ``landed_object``, ``processed_object``, ``row_version``;
+- :mod:`.ledger`: ``etl.extract_state``, ``landed_object``, ``processed_object``, ``row_version``,
+  ``row_version_base``, ``row_version_object``, ``current_state``;
 - :mod:`.source_files`: ``etl.source_file`` (the versions of dropped files);
 - :mod:`.file_status`: ``etl.file_status`` (validated files and their rows);
 - :mod:`.schema_changes`: ``etl.source_schema`` and ``etl.schema_change``;

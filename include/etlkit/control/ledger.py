@@ -22,6 +22,8 @@ from include.etlkit.windows import ExtractWindow
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    from include.etlkit.storage import ImmutableStore
 else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
     pacsv = lazy_module("pyarrow.csv")
@@ -34,6 +36,7 @@ SOURCE_TABLES = (
     "processed_object",
     "row_version",
     "row_version_base",
+    "row_version_object",
     "source_file",
     "source_schema",
     "schema_change",
@@ -94,12 +97,36 @@ def _copy_csv(cur, statement: str, batches: Iterable[pa.RecordBatch]) -> None:
             copy.write(buffer.getbuffer())
 
 
+def _upsert_versions(
+    cur, source: str, table_name: str, landed_key: str, batches: Iterable[pa.RecordBatch]
+) -> None:
+    """Upsert one landed object's versions into ``etl.row_version``, through a temporary table."""
+    cur.execute(
+        "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
+        "ON COMMIT DROP"
+    )
+    _copy_csv(cur, "COPY incoming_version FROM STDIN WITH (FORMAT csv)", batches)
+    # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
+    cur.execute(
+        "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
+        "SELECT DISTINCT ON (row_key) %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version "
+        "ORDER BY row_key, last_updated DESC "
+        "ON CONFLICT (source, table_name, row_key) DO UPDATE SET row_hash = EXCLUDED.row_hash, "
+        "last_updated = EXCLUDED.last_updated, landed_key = EXCLUDED.landed_key "
+        "WHERE etl.row_version.last_updated IS NULL "
+        "OR EXCLUDED.last_updated >= etl.row_version.last_updated",
+        (source, table_name, landed_key),
+    )
+
+
 @dataclass(frozen=True)
 class VersionColumns:
     """Where a landed Parquet object carries each row's version: its key, identity and cursor columns.
 
     Given for a table extract's landing, it lets a table's first landing stand as the baseline of its
-    row versions (``etl.row_version_base``) rather than being copied into ``etl.row_version``.
+    row versions (``etl.row_version_base``), and a later landing wait as one row
+    (``etl.row_version_object``) until it is folded, rather than being copied into ``etl.row_version``
+    as it lands.
     """
 
     key: str
@@ -124,6 +151,11 @@ DELETIONS = ".deleted"
 DELETED_AT = "_deleted_at"
 # The row_version of a row deleted in the source: no source row hashes to it.
 DELETED_VERSION = "deleted"
+
+# An extract folds a table's waiting objects (``etl.row_version_object``) into ``etl.row_version``
+# itself once more than this many wait: a table nobody reconciles (the reconciliation folds them
+# first) keeps at most this many rows there, and a fold never has more than this many objects to read.
+FOLD_AFTER_WAITING = 50
 
 
 def deletions_of(table_name: str) -> str:
@@ -173,8 +205,11 @@ class Ledger:
         source_file: SourceFileRecord | None = None,
         forget_versions: tuple[str, Sequence[str]] | None = None,
         version_columns: VersionColumns | None = None,
-    ) -> None:
+    ) -> int:
         """Record a landed object (if any rows), its row versions, and move the table's state.
+
+        Returns how many landed objects of the table wait for their versions to be folded into
+        ``etl.row_version`` (:meth:`fold_versions`), this one included; 0 when none does.
 
         ``forget_versions``: ``(table, keys)`` of rows deleted in the source: their latest version
         becomes a deletion (``row_hash`` :data:`DELETED_VERSION`, at the window's upper bound), in the
@@ -183,9 +218,13 @@ class Ledger:
         ``row_versions``: batches with columns ``row_key``, ``row_hash``, ``last_updated``.
         ``source_file``: the remote file version the object came from (file drops), recorded in
         ``etl.source_file`` in the same transaction, so no landed file is left without its sender.
-        ``version_columns``: the object itself carries the row versions in these columns; a table's
-        first landing is then recorded as their baseline, one row, and ``row_versions`` is not read.
+        ``version_columns``: the object itself carries the row versions in these columns, and
+        ``row_versions`` is not read: a table's first landing is recorded as their baseline
+        (``etl.row_version_base``), a later one (an increment, a reconciliation) as one row waiting in
+        ``etl.row_version_object`` until :meth:`fold_versions` copies its versions into
+        ``etl.row_version``. Either way one ledger row, whatever the object's row count.
         """
+        waiting = 0
         with self.store.transaction() as cur:
             if stored is not None:
                 cur.execute(
@@ -206,7 +245,9 @@ class Ledger:
                     ),
                 )
             if stored is not None and row_versions is not None:
-                self._upsert_row_versions(cur, source, table_name, stored, row_versions, version_columns)
+                waiting = self._record_row_versions(
+                    cur, source, table_name, stored, row_versions, version_columns
+                )
             if advance_state:
                 cur.execute(
                     "INSERT INTO etl.extract_state (source, table_name, landed_until, last_run_id) "
@@ -228,21 +269,24 @@ class Ledger:
                     "last_updated = EXCLUDED.last_updated, landed_key = EXCLUDED.landed_key",
                     (source, table, DELETED_VERSION, window.upper, stored.key, list(keys)),
                 )
+        return waiting
 
     @staticmethod
-    def _upsert_row_versions(
+    def _record_row_versions(
         cur,
         source: str,
         table_name: str,
         stored: StoredObject,
         batches: Iterable[pa.RecordBatch],
         columns: VersionColumns | None,
-    ) -> None:
+    ) -> int:
+        """Record a landed object's row versions; return how many objects of the table now wait."""
         key = stored.key
         cur.execute(
             "SELECT EXISTS (SELECT 1 FROM etl.row_version WHERE source = %s AND table_name = %s) "
-            "OR EXISTS (SELECT 1 FROM etl.row_version_base WHERE source = %s AND table_name = %s)",
-            (source, table_name, source, table_name),
+            "OR EXISTS (SELECT 1 FROM etl.row_version_base WHERE source = %s AND table_name = %s) "
+            "OR EXISTS (SELECT 1 FROM etl.row_version_object WHERE source = %s AND table_name = %s)",
+            (source, table_name) * 3,
         )
         first = not cur.fetchone()[0]
         if first and columns is not None:
@@ -253,7 +297,20 @@ class Ledger:
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, table_name) DO NOTHING",
                 (source, table_name, stored.bucket, key, columns.key, columns.hash, columns.cursor),
             )
-            return
+            return 0
+        if columns is not None:
+            # A later landing waits, one row naming the object, until a fold copies its versions.
+            cur.execute(
+                "INSERT INTO etl.row_version_object "
+                "(source, table_name, bucket, key, key_column, hash_column, cursor_column) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (bucket, key) DO NOTHING",
+                (source, table_name, stored.bucket, key, columns.key, columns.hash, columns.cursor),
+            )
+            cur.execute(
+                "SELECT count(*) FROM etl.row_version_object WHERE source = %s AND table_name = %s",
+                (source, table_name),
+            )
+            return cur.fetchone()[0]
         if first:
             # A table's first landing (a full snapshot, one row per key): no conflicts to resolve, so
             # the versions are COPYed straight into the table, with no staging copy.
@@ -273,23 +330,61 @@ class Ledger:
                     for batch in batches
                 ),
             )
-            return
-        cur.execute(
-            "CREATE TEMP TABLE incoming_version (row_key text, row_hash text, last_updated timestamp) "
-            "ON COMMIT DROP"
-        )
-        _copy_csv(cur, "COPY incoming_version FROM STDIN WITH (FORMAT csv)", batches)
-        # Newest version wins; on equal last_updated (silent changes) the latest landing wins.
-        cur.execute(
-            "INSERT INTO etl.row_version (source, table_name, row_key, row_hash, last_updated, landed_key) "
-            "SELECT DISTINCT ON (row_key) %s, %s, row_key, row_hash, last_updated, %s FROM incoming_version "
-            "ORDER BY row_key, last_updated DESC "
-            "ON CONFLICT (source, table_name, row_key) DO UPDATE SET row_hash = EXCLUDED.row_hash, "
-            "last_updated = EXCLUDED.last_updated, landed_key = EXCLUDED.landed_key "
-            "WHERE etl.row_version.last_updated IS NULL "
-            "OR EXCLUDED.last_updated >= etl.row_version.last_updated",
-            (source, table_name, key),
-        )
+            return 0
+        _upsert_versions(cur, source, table_name, key, batches)
+        return 0
+
+    def waiting_versions(self, source: str, table_name: str) -> int:
+        """How many landed objects of a table wait for their versions to be folded."""
+        return self.store.query(
+            "SELECT count(*) FROM etl.row_version_object WHERE source = %s AND table_name = %s",
+            (source, table_name),
+        )[0][0]
+
+    def fold_versions(
+        self,
+        source: str,
+        table_name: str,
+        aws_conn_id: str = "aws_default",
+        *,
+        objects: ImmutableStore | None = None,
+    ) -> int:
+        """Fold the table's waiting landed objects into ``etl.row_version``; return how many.
+
+        Oldest first (the order they were recorded in), each in its own transaction: its waiting row
+        is deleted and its versions upserted by the rule every version is (the newer cursor wins; on
+        an equal cursor, the later landing), together, so an object is folded exactly once, and a
+        failure leaves it waiting. Every transaction holds the table's advisory lock first: a fold
+        running beside this one waits, then finds the objects already folded gone.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from include.etlkit.storage import ImmutableStore
+
+        folded = 0
+        lock = f"etl.row_version_object:{source}:{table_name}"
+        while True:
+            with self.store.transaction() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+                cur.execute(
+                    "DELETE FROM etl.row_version_object WHERE seq = ("
+                    "SELECT seq FROM etl.row_version_object WHERE source = %s AND table_name = %s "
+                    "ORDER BY seq LIMIT 1) "
+                    "RETURNING bucket, key, key_column, hash_column, cursor_column",
+                    (source, table_name),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    return folded
+                bucket, key, *names = row
+                objects = objects or ImmutableStore(aws_conn_id)
+                with tempfile.TemporaryDirectory(prefix="row-versions-") as tmp:
+                    local = objects.download(bucket, key, Path(tmp) / "versions.parquet")
+                    _upsert_versions(
+                        cur, source, table_name, key, landed_versions(local, VersionColumns(*names))
+                    )
+            folded += 1
 
     def row_hashes(self, source: str, table_name: str, aws_conn_id: str = "aws_default") -> dict[str, str]:
         """The identity of the latest landed version of every key of a table (key as text).
@@ -297,8 +392,11 @@ class Ledger:
         The baseline object (a table's first landing, ``etl.row_version_base``) is read from the bucket,
         key, hash and cursor columns only, batch by batch; the versions landed since
         (``etl.row_version``) are laid over it by the rule they were upserted with: the newer cursor
-        wins, and on an equal cursor (a silent change) the later landing.
+        wins, and on an equal cursor (a silent change) the later landing. Landed objects still waiting
+        (``etl.row_version_object``) are folded first (:meth:`fold_versions`), so every landed
+        version is seen.
         """
+        self.fold_versions(source, table_name, aws_conn_id)
         base = self.store.query(
             "SELECT bucket, key, key_column, hash_column, cursor_column FROM etl.row_version_base "
             "WHERE source = %s AND table_name = %s",

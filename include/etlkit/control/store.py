@@ -6,7 +6,8 @@ control table (``sql/postgres/control/*.sql``) and the SQL of ``etl.audit`` and 
 each have one module in this package that owns their SQL, built on :meth:`ControlStore.query` and
 :meth:`ControlStore.transaction`:
 
-- :mod:`.ledger`: ``etl.extract_state``, ``landed_object``, ``processed_object``, ``row_version``;
+- :mod:`.ledger`: ``etl.extract_state``, ``landed_object``, ``processed_object``, ``row_version``,
+  ``row_version_base``, ``row_version_object``, ``current_state``;
 - :mod:`.source_files`: ``etl.source_file``;
 - :mod:`.file_status`: ``etl.file_status``;
 - :mod:`.schema_changes`: ``etl.source_schema`` and ``etl.schema_change``;

@@ -8,9 +8,11 @@ happens here:
    window's upper bound), with a content-addressed key (:class:`ImmutableStore`): a retry that
    produces the same bytes finds the same key and overwrites nothing;
 2. it is recorded in ``etl.landed_object`` with the window it covers, together (one transaction)
-   with the row versions it carries, the table's advanced ``extract_state`` and, for a dropped
-   file, the remote version's ``etl.source_file`` row, so a crash never leaves a landed file whose
-   sender is unknown, nor a state moved past rows that were not recorded;
+   with the row versions it carries (for a table extract, one row naming the object: the table's
+   baseline, or an object waiting to be folded into ``etl.row_version``), the table's advanced
+   ``extract_state`` and, for a dropped file, the remote version's ``etl.source_file`` row, so a
+   crash never leaves a landed file whose sender is unknown, nor a state moved past rows that were
+   not recorded;
 3. the try's rows in/out/rejected are reported for its ``etl.task_log`` row.
 
 The object is created before it is recorded: a crash between the two leaves an object that no
@@ -26,7 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETED_AT, Ledger, VersionColumns, deletions_of
+from include.etlkit.control.ledger import (
+    DELETED_AT,
+    FOLD_AFTER_WAITING,
+    Ledger,
+    VersionColumns,
+    deletions_of,
+)
 from include.etlkit.control.source_files import LANDED, FileVersion, SourceFileRecord
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import RunLineage
@@ -133,6 +141,16 @@ class Landing:
                 rows,
                 f", {detail}" if detail else "",
             )
+        if stored is not None and (
+            forget_versions is not None or (row_versions is not None and not version_columns)
+        ):
+            # Versions written straight into etl.row_version (tombstones, versions given row by row)
+            # come after every object already waiting to be folded there, as they were landed after.
+            self.ledger.fold_versions(
+                self.source,
+                forget_versions[0] if forget_versions is not None else self.name,
+                objects=self.objects,
+            )
         source_file = None
         if remote is not None:
             if stored is None:
@@ -140,7 +158,7 @@ class Landing:
             source_file = SourceFileRecord(
                 self.source, remote, LANDED, self.run_id, stored=stored, version_id=version_id
             )
-        self.ledger.record_landing(
+        waiting = self.ledger.record_landing(
             source=self.source,
             table_name=self.name,
             window=self.window,
@@ -154,9 +172,34 @@ class Landing:
             source_file=source_file,
             forget_versions=forget_versions,
         )
+        if waiting > FOLD_AFTER_WAITING:
+            self._fold(waiting)
         if stored is not None and self.lineage is not None:
             self.lineage.wrote_object(stored, rows=rows)
         return stored
+
+    def _fold(self, waiting: int) -> None:
+        """Fold the table's waiting objects into ``etl.row_version``: a table no reconciliation reads
+        (which folds them first) would otherwise gather one waiting row per landed object.
+
+        The landing is recorded already: a fold that fails leaves the objects waiting (a later
+        landing, or the reconciliation, folds them) and is logged, not raised.
+        """
+        try:
+            folded = self.ledger.fold_versions(self.source, self.name, objects=self.objects)
+        except Exception:
+            self.log.warning(
+                "%s.%s: %d landed objects wait for their row versions; folding them failed, "
+                "a later landing or the reconciliation will",
+                self.source,
+                self.name,
+                waiting,
+                exc_info=True,
+            )
+        else:
+            self.log.info(
+                "%s.%s: folded the row versions of %d landed objects", self.source, self.name, folded
+            )
 
     @staticmethod
     def report(context: Any, *, rows_in: int, rows_out: int, rows_rejected: int | None = None) -> None:

@@ -79,7 +79,7 @@ def row_hash_sql(columns: Sequence[SourceColumn]) -> str:
 
     The extract lands it with every row (its ``_row_hash`` column, as the PostgreSQL extract lands
     its own), so the landed object records each row's version: a table's first snapshot is the
-    baseline of its row versions, later landings are copied into ``etl.row_version``. The
+    baseline of its row versions, a later landing waits to be folded into ``etl.row_version``. The
     reconciliation computes it again over the live table, so a row changed without moving its cursor
     is found by comparing the two.
     """
