@@ -156,6 +156,8 @@ DELETED_VERSION = "deleted"
 # itself once more than this many wait: a table nobody reconciles (the reconciliation folds them
 # first) keeps at most this many rows there, and a fold never has more than this many objects to read.
 FOLD_AFTER_WAITING = 50
+# How many landed objects of a (source, table) wait to be folded.
+WAITING_OBJECTS = "SELECT count(*) FROM etl.row_version_object WHERE source = %s AND table_name = %s"
 
 
 def deletions_of(table_name: str) -> str:
@@ -307,7 +309,7 @@ class Ledger:
                 (source, table_name, stored.bucket, key, columns.key, columns.hash, columns.cursor),
             )
             cur.execute(
-                "SELECT count(*) FROM etl.row_version_object WHERE source = %s AND table_name = %s",
+                WAITING_OBJECTS,
                 (source, table_name),
             )
             return cur.fetchone()[0]
@@ -337,7 +339,7 @@ class Ledger:
     def waiting_versions(self, source: str, table_name: str) -> int:
         """How many landed objects of a table wait for their versions to be folded."""
         return self.store.query(
-            "SELECT count(*) FROM etl.row_version_object WHERE source = %s AND table_name = %s",
+            WAITING_OBJECTS,
             (source, table_name),
         )[0][0]
 
