@@ -15,16 +15,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from pandas.util import hash_array
 
 from include.etlkit.control.accounting import take_outcome
-from include.etlkit.control.ledger import ROW_HASH
 from include.etlkit.extract.mysql import (
     MySqlTableExtractOperator,
     SourceUnavailable,
     quote_identifier,
 )
+from include.etlkit.row_identity import ROW_HASH
 from infra.local import seed_retail, settings
 from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
 
@@ -301,7 +303,16 @@ def test_first_run_lands_a_full_snapshot_whose_parquet_round_trips_every_value(
     assert (result["reported"].rows_in, result["reported"].rows_out) == (202, 202)
     landed = read_parquet(s3, bucket, result["key"], row_hash=True)
     assert landed.column_names == [*CUSTOMER_COLUMNS, ROW_HASH]  # each row's hash, as PostgreSQL's
-    assert all(re.fullmatch("[0-9a-f]{32}", h) for h in landed.column(ROW_HASH).to_pylist())
+    # Each row's identity: SipHash of its values as the server's text, NULL as \\N, joined by \\x1f.
+    texts = _query(
+        source,
+        "SELECT CONCAT_WS(CHAR(31), "
+        + ", ".join(f"COALESCE(CAST({c} AS CHAR), '\\\\N')" for c in CUSTOMER_COLUMNS)
+        + ") FROM customer ORDER BY customer_id",
+    )
+    expected_hashes = [str(h) for h in hash_array(np.array([t for (t,) in texts], object), categorize=False)]
+    assert landed.column(ROW_HASH).to_pylist() == expected_hashes
+    assert len(set(expected_hashes)) == 202
     landed = landed.drop_columns([ROW_HASH])
     assert str(landed.schema.field("updated_at").type) == "timestamp[ms]"
     rows = landed.to_pylist()

@@ -13,8 +13,9 @@ from datetime import timedelta
 import pytest
 
 from include.etlkit.control.accounting import take_outcome
-from include.etlkit.control.ledger import DELETED_VERSION, ROW_HASH, Ledger
+from include.etlkit.control.ledger import DELETED_VERSION, Ledger
 from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
+from include.etlkit.row_identity import ROW_HASH
 from tests.conftest import TaskInstanceStub
 from tests.integration import test_mysql_extract as mysql_extract
 from tests.integration.test_mysql_extract import (

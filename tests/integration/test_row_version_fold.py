@@ -23,10 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.etlkit.control.accounting import take_outcome
-from include.etlkit.control.ledger import DELETED_VERSION, ROW_HASH, Ledger, VersionColumns, landed_versions
+from include.etlkit.control.ledger import DELETED_VERSION, Ledger, VersionColumns, landed_versions
 from include.etlkit.extract import landing as landing_module
 from include.etlkit.extract.landing import land_deletions
 from include.etlkit.extract.reconcile import PostgresReconcileOperator
+from include.etlkit.row_identity import ROW_HASH
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow
 from tests.conftest import TaskInstanceStub

@@ -142,10 +142,6 @@ class LedgerObject:
     rows: int
 
 
-# The column a table extract lands each row's identity in (next to the source's columns): the
-# ledger's, not the source's (the landed-file validation leaves it out of a feed's columns).
-ROW_HASH = "_row_hash"
-
 # Tombstones of rows deleted in a source: landed (and processed) under ``<table>.deleted``.
 DELETIONS = ".deleted"
 DELETED_AT = "_deleted_at"

@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.etlkit.control.ledger import ROW_HASH, VersionColumns
+from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
 from include.etlkit.parquet import stream_batches
+from include.etlkit.row_identity import ROW_HASH, row_identity
 from include.etlkit.windows import ExtractWindow
 
 if TYPE_CHECKING:
@@ -71,24 +72,6 @@ def quote_identifier(name: str) -> str:
     if not isinstance(name, str) or not name or len(name) > 64 or "\x00" in name or name.endswith(" "):
         raise ValueError(f"not a MySQL identifier: {name!r}")
     return "`" + name.replace("`", "``") + "`"
-
-
-def row_hash_sql(columns: Sequence[SourceColumn]) -> str:
-    """A row version's identity as MySQL computes it over the whole row: the MD5 of every column's
-    text (binary columns in hex), separated by a unit separator, NULL as a NUL character.
-
-    The extract lands it with every row (its ``_row_hash`` column, as the PostgreSQL extract lands
-    its own), so the landed object records each row's version: a table's first snapshot is the
-    baseline of its row versions, a later landing waits to be folded into ``etl.row_version``. The
-    reconciliation computes it again over the live table, so a row changed without moving its cursor
-    is found by comparing the two.
-    """
-    parts = [
-        f"COALESCE({'HEX' if c.data_type in BINARY_TYPES else 'CAST'}({quote_identifier(c.name)}"
-        f"{'' if c.data_type in BINARY_TYPES else ' AS CHAR'}), CHAR(0))"
-        for c in columns
-    ]
-    return f"MD5(CONCAT_WS(CHAR(31), {', '.join(parts)}))"
 
 
 @dataclass(frozen=True)
@@ -283,20 +266,16 @@ class MySqlTableExtractOperator(TableExtractOperator):
         path: Path,
         versions: Path | None = None,
     ) -> int:
-        """Stream the rows of ``condition`` with their hash (``_row_hash``) into a Parquet file, one
-        row group per chunk (and, given ``versions``, each row's key as the server's text, hash and
-        cursor into that file); returns the count.
+        """Stream the rows of ``condition`` with their identity (``_row_hash``) into a Parquet file,
+        one row group per chunk (and, given ``versions``, each row's key as the server's text, its
+        identity and cursor into that file); returns the count.
 
-        The rows come as the server's text (the connection's converters off) and Arrow parses each
-        column of a chunk at once: MySQLdb's Python objects per value cost three quarters of the
-        extract's time (bench/README.md). What Arrow cannot parse (``TIME``, MySQL's zero dates)
-        goes through MySQLdb's own converter for that column of that chunk.
+        The identity is :func:`~include.etlkit.row_identity.row_identity` of the row as the server's
+        text, computed here: the reconciliation computes it the same way over the same text.
         """
-        import MySQLdb.cursors
-
         order = (spec.key,) if _unique_key(conn, spec) else (spec.key, spec.cursor)
         query = (
-            f"SELECT {', '.join(quote_identifier(c.name) for c in columns)}, {row_hash_sql(columns)} "
+            f"SELECT {', '.join(quote_identifier(c.name) for c in columns)} "
             f"FROM {quote_identifier(spec.name)} WHERE {condition} "
             f"ORDER BY {', '.join(quote_identifier(c) for c in order)}"
         )
@@ -310,45 +289,58 @@ class MySqlTableExtractOperator(TableExtractOperator):
         # No dictionary for the columns unique or nearly so (the hash, the key, the cursor): it would
         # be built and dropped in every row group (measured: 13% smaller at 1M rows, a little faster).
         dictionary = [n for n in landed.names if n not in (ROW_HASH, spec.key, spec.cursor)]
-        # Each fetched row as the server's bytes (its columns, then the hash), for one struct array.
-        text_rows = pa.struct([(f"c{i}", pa.binary()) for i in range(len(columns) + 1)])
         rows = 0
-        converters = conn.converter
-        conn.converter = {}  # values as the server sends them: bytes, parsed below by Arrow
-        cur = conn.cursor(MySQLdb.cursors.SSCursor)
-        try:
-            cur.execute(query, list(params))
-            fallbacks = [_converter(converters, description[1]) for description in cur.description]
-            with (
-                pq.ParquetWriter(path, landed, compression="zstd", use_dictionary=dictionary) as writer,
-                (
-                    pq.ParquetWriter(versions, version_schema) if versions is not None else nullcontext()
-                ) as version_writer,
-            ):
-                while chunk := cur.fetchmany(self.chunk_size):
-                    # Rows -> columns in one pass in Arrow (a struct of the rows' bytes), the hash last.
-                    by_column = pa.array(chunk, text_rows).flatten()
-                    del chunk  # the rows' Python objects: the chunk is Arrow's from here on
-                    arrays = [
-                        _from_text(raw, field.type, fallback)
-                        for raw, field, fallback in zip(by_column[:-1], schema, fallbacks, strict=False)
-                    ]
-                    hashes = by_column[-1].cast(pa.string())
-                    writer.write_batch(pa.RecordBatch.from_arrays([*arrays, hashes], schema=landed))
-                    if version_writer is not None:
-                        version_writer.write_batch(
-                            pa.RecordBatch.from_arrays(
-                                [_key_text(arrays[key], by_column[key]), hashes, arrays[cursor]],
-                                schema=version_schema,
-                            )
+        with (
+            pq.ParquetWriter(path, landed, compression="zstd", use_dictionary=dictionary) as writer,
+            pq.ParquetWriter(versions, version_schema) if versions else nullcontext() as sidecar,
+        ):
+            for raw, fallbacks in _text_chunks(conn, query, params, len(columns), self.chunk_size):
+                arrays = [
+                    _from_text(text, field.type, fallback)
+                    for text, field, fallback in zip(raw, schema, fallbacks, strict=True)
+                ]
+                hashes = row_identity(raw)
+                writer.write_batch(pa.RecordBatch.from_arrays([*arrays, hashes], schema=landed))
+                if sidecar is not None:
+                    sidecar.write_batch(
+                        pa.RecordBatch.from_arrays(
+                            [_key_text(arrays[key], raw[key]), hashes, arrays[cursor]], schema=version_schema
                         )
-                    rows += len(hashes)
-        finally:
-            cur.close()
-            conn.converter = converters
+                    )
+                rows += len(hashes)
         if rows == 0:
             path.unlink(missing_ok=True)
         return rows
+
+
+def _text_chunks(
+    conn: Any, query: str, params: Sequence[Any], width: int, chunk_size: int
+) -> Iterator[tuple[list[pa.Array], list[Callable[[str], Any] | None]]]:
+    """The rows of ``query`` as the server's text, ``chunk_size`` rows at a time, each chunk as one
+    binary Arrow array per column, with MySQLdb's converter of each column for what Arrow cannot
+    parse (:func:`_from_text`).
+
+    The rows come through a server-side cursor with the connection's converters off, and become
+    columns in one pass in Arrow (a struct of the rows' bytes): MySQLdb's Python objects per value
+    cost three quarters of the extract's time (bench/README.md). The extract and the reconciliation
+    read their rows here, so both hash the same text.
+    """
+    import MySQLdb.cursors
+
+    text_rows = pa.struct([(f"c{i}", pa.binary()) for i in range(width)])
+    converters = conn.converter
+    conn.converter = {}  # values as the server sends them: bytes, parsed by Arrow
+    cur = conn.cursor(MySQLdb.cursors.SSCursor)
+    try:
+        cur.execute(query, list(params))
+        fallbacks = [_converter(converters, description[1]) for description in cur.description]
+        while chunk := cur.fetchmany(chunk_size):
+            by_column = pa.array(chunk, text_rows).flatten()
+            del chunk  # the rows' Python objects: the chunk is Arrow's from here on
+            yield by_column, fallbacks
+    finally:
+        cur.close()
+        conn.converter = converters
 
 
 def _unique_key(conn: Any, spec: TableSpec) -> bool:
@@ -394,17 +386,25 @@ def _from_text(raw: pa.Array, type_: pa.DataType, fallback: Callable[[str], Any]
 
 
 def _key_text_is_arrows(column: SourceColumn) -> bool:
-    """Whether Arrow's text of a key column (the baseline's, :func:`~include.etlkit.control.ledger.
-    landed_versions`) is the reconciliation's (``str`` of MySQLdb's value): integers (a ZEROFILL
-    ``00042`` included: both say ``42``) and strings."""
+    """Whether a key column's text is Arrow's text of its typed value, as the landed object gives it
+    to :func:`~include.etlkit.control.ledger.landed_versions`: integers (a ZEROFILL ``00042`` reads
+    ``42``) and strings. Other keys' versions go to a side file with their text (:func:`_key_text`)."""
     return pa.types.is_integer(column.arrow) or pa.types.is_string(column.arrow)
 
 
 def _key_text(array: pa.Array, raw: pa.Array) -> pa.Array:
-    """The row key as ``etl.row_version`` records it: its text (as ``str`` of the value was)."""
+    """A key that is not an integer or a string as ``etl.row_version`` records it: its text (as
+    ``str`` of a timestamp, the server's text of anything else)."""
     if pa.types.is_timestamp(array.type) or pa.types.is_duration(array.type):
         return pa.array([_text(v) for v in array.to_pylist()], pa.string())
     return raw.cast(pa.string())
+
+
+def key_text(column: SourceColumn, raw: pa.Array, fallback: Callable[[str], Any] | None) -> pa.Array:
+    """A key column's values (the server's text, ``raw``) as the ledger records them, whichever
+    way it recorded them: what the reconciliation compares with ``Ledger.row_hashes``' keys."""
+    array = _from_text(raw, column.arrow, fallback)
+    return array.cast(pa.string()) if _key_text_is_arrows(column) else _key_text(array, raw)
 
 
 def _row_versions(path: Path) -> Iterator[pa.RecordBatch]:

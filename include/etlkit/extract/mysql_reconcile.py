@@ -4,11 +4,12 @@ that committed too late for the incremental window, and the keys of rows deleted
 The incremental extract sees a row only when its cursor (``updated_at``) falls in the window it
 reads, widened by the feed's ``overlap_minutes``. A row committed by a transaction that ran longer
 than the overlap carries a cursor already behind the window, and a row changed in place keeps its
-cursor: the extract never sees either. Once a day this computes every row's hash in MySQL exactly as
-the extract does (:func:`~include.etlkit.extract.mysql.row_hash_sql`), compares it with the version
-last landed (``Ledger.row_hashes``: the first snapshot's object, the baseline, with the versions
-landed since in ``etl.row_version``) and lands the rows that differ or were never landed, as new
-versions that flow downstream like any other landing: the PostgreSQL reconciliation's twin
+cursor: the extract never sees either. Once a day this reads every row, computes its identity exactly
+as the extract does (:func:`~include.etlkit.row_identity.row_identity` of the server's text, the
+definition the PostgreSQL extract uses too), compares it with the version last landed
+(``Ledger.row_hashes``: the first snapshot's object, the baseline, with the versions landed since
+in ``etl.row_version``) and lands the rows that differ or were never landed, as new versions that
+flow downstream like any other landing: the PostgreSQL reconciliation's twin
 (:mod:`include.etlkit.extract.reconcile`). Keys landed before and absent now are landed as
 tombstones (``<table>.deleted``, :func:`~include.etlkit.extract.landing.land_deletions`), once each:
 the load marks those rows ``deleted_at`` in the warehouse.
@@ -20,7 +21,8 @@ from typing import Any
 
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.landing import Landing, land_deletions
-from include.etlkit.extract.mysql import MySqlTableExtractOperator, _text, quote_identifier, row_hash_sql
+from include.etlkit.extract.mysql import MySqlTableExtractOperator, _text_chunks, key_text, quote_identifier
+from include.etlkit.row_identity import row_identity
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
 
 # Keys per IN (...) list: MySQL has no array parameter, and a statement has a size limit.
@@ -85,24 +87,21 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
         return {**result, "changed": len(changed), "deleted": len(deleted)}
 
     def _current_hashes(self) -> dict[str, str]:
-        """Every row's key and hash as the source computes them now (one pass, streamed)."""
-        import MySQLdb.cursors
-
+        """Every row's key and identity as they are now (one pass, streamed), computed as the
+        extract computes them: the same query's text (:func:`~include.etlkit.extract.mysql.
+        _text_chunks`) through the same :func:`~include.etlkit.row_identity.row_identity`, the key
+        as the ledger records it (:func:`~include.etlkit.extract.mysql.key_text`)."""
         spec = self.spec
         conn = self._connect()
         try:
             columns = self._columns(conn, spec)
-            cur = conn.cursor(MySQLdb.cursors.SSCursor)
-            try:
-                cur.execute(
-                    f"SELECT {quote_identifier(spec.key)}, {row_hash_sql(columns)} "
-                    f"FROM {quote_identifier(spec.name)}"
-                )
-                hashes = {}
-                while chunk := cur.fetchmany(self.chunk_size):
-                    hashes.update((_text(key), _text(row_hash)) for key, row_hash in chunk)
-                return hashes
-            finally:
-                cur.close()
+            key = next(i for i, c in enumerate(columns) if c.name == spec.key)
+            names = ", ".join(quote_identifier(c.name) for c in columns)
+            query = f"SELECT {names} FROM {quote_identifier(spec.name)}"
+            hashes: dict[str, str] = {}
+            for raw, fallbacks in _text_chunks(conn, query, (), len(columns), self.chunk_size):
+                keys = key_text(columns[key], raw[key], fallbacks[key])
+                hashes.update(zip(keys.to_pylist(), row_identity(raw).to_pylist(), strict=True))
+            return hashes
         finally:
             conn.close()

@@ -11,7 +11,7 @@ passes through Python one at a time.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from include.etlkit import adbc
 from include.etlkit.adbc import conninfo
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
+from include.etlkit.row_identity import ROW_HASH, row_identity
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,33 +44,7 @@ __all__ = [
     "row_identity",
 ]
 
-ROW_HASH = "_row_hash"
 BATCH_BYTES = 8 << 20  # the driver's batch size hint: bounds memory per table
-
-
-def row_identity(columns: Sequence[pa.Array | pa.ChunkedArray]) -> pa.Array:
-    """A row version's identity: SipHash-2-4 (64 bits, pandas' fixed key) of its values as text.
-
-    The text is the one the transform's ``row_hash`` hashes (Arrow's casts to string, ``\\N`` for
-    NULL, a unit separator between values). Computed in Arrow after the read, because asking the
-    source for ``md5(ROW(t.*)::text)`` cost more than the whole read; the extract and the daily
-    reconciliation both call this on the same catalogue-typed columns, so they agree. pandas'
-    ``hash_array`` is the one keyed hash in C this environment offers; its key and algorithm have
-    been fixed for years, and a change would only make the next reconciliation land every row again
-    (a new version per key, never a lost change).
-    """
-    from pandas.util import hash_array
-
-    text = pc.binary_join_element_wise(
-        *(pc.cast(column, pa.string()) for column in columns),
-        "\x1f",
-        null_handling="replace",
-        null_replacement="\\N",
-    )
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    hashes = hash_array(text.to_numpy(zero_copy_only=False), categorize=False)
-    return pc.cast(pa.array(hashes, type=pa.uint64()), pa.string())
 
 
 def arrow_type(data_type: str, precision: int | None, scale: int | None) -> pa.DataType:

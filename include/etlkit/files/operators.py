@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETIONS, ROW_HASH, Ledger, LedgerObject, deletions_of
+from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
@@ -52,6 +52,7 @@ from include.etlkit.files.status import FileStatusStore
 from include.etlkit.files.validate import REJECTED, ValidationResult, validate
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
+from include.etlkit.row_identity import ROW_HASH
 from include.etlkit.storage import ImmutableObjectConflict, ImmutableStore, StoredObject
 
 if TYPE_CHECKING:
