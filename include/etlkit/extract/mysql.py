@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.etlkit.control.ledger import ROW_HASH, VersionColumns
 from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
@@ -196,6 +195,9 @@ class MySqlTableExtractOperator(TableExtractOperator):
         Only a key whose text Arrow would not write as the reconciliation does (a timestamp, a
         float...) has its versions' keys taken while streaming (:func:`_key_text`), in a side file.
         """
+        # The ledger's names: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import ROW_HASH, VersionColumns
+
         spec = self.spec
         registry = SchemaRegistry()
         where, params = condition or self.window_condition(spec, window)
@@ -241,6 +243,8 @@ class MySqlTableExtractOperator(TableExtractOperator):
 
     @staticmethod
     def _columns(conn: Any, spec: TableSpec) -> list[SourceColumn]:
+        from include.etlkit.control.ledger import ROW_HASH
+
         cur = conn.cursor()
         try:
             cur.execute(
@@ -293,6 +297,8 @@ class MySqlTableExtractOperator(TableExtractOperator):
         goes through MySQLdb's own converter for that column of that chunk.
         """
         import MySQLdb.cursors
+
+        from include.etlkit.control.ledger import ROW_HASH
 
         order = (spec.key,) if _unique_key(conn, spec) else (spec.key, spec.cursor)
         query = (

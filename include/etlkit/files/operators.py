@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETIONS, ROW_HASH, Ledger, LedgerObject, deletions_of
 from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
@@ -52,11 +51,13 @@ from include.etlkit.files.status import FileStatusStore
 from include.etlkit.files.validate import REJECTED, ValidationResult, validate
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
-from include.etlkit.storage import ImmutableObjectConflict, ImmutableStore, StoredObject
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from include.etlkit.control.ledger import Ledger, LedgerObject
+    from include.etlkit.storage import ImmutableStore, StoredObject
 else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
     pq = lazy_module("pyarrow.parquet")
@@ -102,6 +103,8 @@ def _quarantine_reason(result: ValidationResult) -> str | None:
 def _source_columns(table: pa.Table) -> pa.Table:
     """A landed file's columns without the row hash a table extract lands with each row (the
     ledger's, not the source's: it is not an additional column of the feed)."""
+    from include.etlkit.control.ledger import ROW_HASH
+
     return table.drop_columns([ROW_HASH]) if ROW_HASH in table.column_names else table
 
 
@@ -176,6 +179,10 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         return {name: _schema(schema, name) for name, schema in self.declared.items()}
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The control plane and the object store: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.storage import ImmutableStore
+
         run_id = context["run_id"]
         ledger = Ledger()
         statuses = FileStatusStore(ledger.store)
@@ -233,6 +240,8 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         The tombstones are the reconciliation's own Parquet (key as text, ``_deleted_at``): nothing
         in them is a partner's value to validate. Same bytes, same processed key on a rerun.
         """
+        from include.etlkit.control.ledger import DELETIONS, deletions_of
+
         tombstones = [
             o
             for o in ledger.pending_landed(self.source)
@@ -344,6 +353,8 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         run_id: str,
         remote_paths: list[str],
     ) -> None:
+        from include.etlkit.storage import ImmutableObjectConflict
+
         document = {
             "reason": reason,
             "source": self.source,
