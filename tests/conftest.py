@@ -14,9 +14,14 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from include.etlkit.control.accounting import TryOutcome
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DAGS = ROOT / "tests" / "dags" / "fixtures"
@@ -93,6 +98,37 @@ class TaskInstanceStub:
     run_id: str = "test_run"
     map_index: int = -1
     try_number: int = 1
+
+
+class TaskTry:
+    """One try of an operator's ``execute``, called by a test as a worker calls it.
+
+    Integration tests run an operator against the real services without a scheduler, so they hand
+    ``execute`` the context the framework's operators read: ``run_id``, ``ti`` (a
+    :class:`TaskInstanceStub`, by which ``report_rows`` keys the try's row counts) and, given
+    ``interval``, the run's data interval. :attr:`outcome` is what the try reported
+    (``take_outcome``), kept even when ``execute`` raised: a failed try's counts are asserted too.
+    """
+
+    def __init__(
+        self, operator: Any, dag_id: str, run_id: str, interval: tuple[datetime, datetime] | None = None
+    ) -> None:
+        self.operator = operator
+        self.ti = TaskInstanceStub(dag_id, operator.task_id, run_id)
+        self.context: dict[str, Any] = {"run_id": run_id, "ti": self.ti}
+        if interval is not None:
+            self.context["data_interval_start"], self.context["data_interval_end"] = interval
+        self.outcome: TryOutcome | None = None
+
+    def execute(self) -> Any:
+        """``operator.execute(context)``; the try's counts start from nothing and end in :attr:`outcome`."""
+        from include.etlkit.control.accounting import take_outcome
+
+        take_outcome(self.ti)  # counts an earlier, failed try of the same key left behind
+        try:
+            return self.operator.execute(self.context)
+        finally:
+            self.outcome = take_outcome(self.ti)
 
 
 def s3_client():

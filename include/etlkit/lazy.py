@@ -14,7 +14,7 @@ that needs one of them at run time binds its usual name to :func:`lazy_module` i
 
 The proxy is ``lazy_object_proxy`` (an Airflow dependency, pinned by MWAA's constraints): the module
 is imported on the first attribute read (``pa.table(...)``), once, and behaves as itself after that.
-``tests/unit/test_dag_parse_imports.py`` keeps the DAG files free of these imports.
+``tests/dags/test_dag_parse_imports.py`` keeps the DAG files free of these imports.
 """
 
 from __future__ import annotations

@@ -7,12 +7,15 @@ processor's manager and, as the manager does before it forks a parse (``parsing_
 every ``airflow.*`` module the file names; then the heavy libraries the parse itself loaded are
 listed. The amazon provider's s3 Asset handler imports boto3, so a DAG file naming ``s3://`` Assets
 names that module (imported once per processor) or fails here; so does a DAG file building common.sql's
-check operators (sqlparse).
+check operators (sqlparse). The framework's own run-time modules are held to the same rule: the
+control plane's ledger, the landing path and the object store are imported by the tasks that use
+them, not by the operator modules a parse builds tasks from.
 ``make bench BENCH_ARGS=--parse`` prints the time this saves; this test keeps it from coming back.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -51,6 +54,14 @@ RUN_TIME_ONLY = {
     "sqlparse",
 }
 
+# The framework's modules a task imports when it runs and a parse must not (full module names): each
+# is a step towards the libraries above, and the first an operator module reaching for them would pull.
+RUN_TIME_ONLY_MODULES = {
+    "include.etlkit.control.ledger",
+    "include.etlkit.extract.landing",
+    "include.etlkit.storage",
+}
+
 PROBE = """
 import importlib, importlib.util, json, sys
 import airflow.dag_processing.manager  # the process a parse is forked from
@@ -63,12 +74,14 @@ spec = importlib.util.spec_from_file_location("parsed_dag", sys.argv[1])
 module = sys.modules["parsed_dag"] = importlib.util.module_from_spec(spec)
 DagContext.current_autoregister_module_name = "parsed_dag"  # as the DAG processor registers DAGs
 spec.loader.exec_module(module)
-loaded = sorted({name.split(".")[0] for name in set(sys.modules) - before})
+modules = sorted(set(sys.modules) - before)
+loaded = sorted({name.split(".")[0] for name in modules})
 dags = sorted(dag.dag_id for dag, _ in DagContext.autoregistered_dags)
-print(json.dumps({"loaded": loaded, "dags": dags}))
+print(json.dumps({"loaded": loaded, "modules": modules, "dags": dags}))
 """
 
 
+@functools.cache  # one parse per file serves both tests: each costs a fresh interpreter
 def parse_in_fresh_interpreter(path: Path) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(path)],
@@ -89,3 +102,11 @@ def test_parsing_a_dag_file_loads_no_run_time_library(path: Path) -> None:
     assert not RUN_TIME_ONLY & set(parsed["loaded"]), (
         f"{path.name} loads {sorted(RUN_TIME_ONLY & set(parsed['loaded']))} while it is parsed"
     )
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=[p.name for p in DAG_FILES])
+def test_parsing_a_dag_file_imports_no_run_time_module_of_the_framework(path: Path) -> None:
+    parsed = parse_in_fresh_interpreter(path)
+    assert parsed["dags"], f"{path.name} defined no DAG: the probe did not parse it"
+    imported = sorted(RUN_TIME_ONLY_MODULES.intersection(parsed["modules"]))
+    assert not imported, f"{path.name} imports {imported} while it is parsed"

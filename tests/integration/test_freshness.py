@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.freshness import CheckFreshnessOperator, FreshnessRule, declared_rules
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.storage import StoredObject
 from include.etlkit.windows import ExtractWindow
 from infra.local import settings
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 from tests.integration.airflow_server import dsn
 from tests.integration.test_alerts import smtp_server  # noqa: F401 - the fixture, used by name
 
@@ -50,11 +49,9 @@ def _age_landings(source: str, hours: int) -> None:
 
 def _check(rules: list[FreshnessRule]) -> dict:
     operator = CheckFreshnessOperator(task_id="check_freshness", rules=rules)
-    run_id = f"scheduled__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub("etl_freshness", operator.task_id, run_id)
-    take_outcome(ti)
-    summary = operator.execute({"run_id": run_id, "ti": ti})
-    _check.outcome = take_outcome(ti)
+    task = TaskTry(operator, "etl_freshness", f"scheduled__{uuid.uuid4().hex[:8]}")
+    summary = task.execute()
+    _check.outcome = task.outcome
     return summary
 
 

@@ -19,10 +19,9 @@ from zoneinfo import ZoneInfoNotFoundError
 
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.ftp import FtpExtractError, FtpFileExtractOperator
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskTry, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +64,6 @@ def extract(drop, source_name, bucket):
     """Run the operator's ``execute`` once; returns its summary (and checks the try's row counts)."""
 
     def run(conn_id: str = "ftp_drop", **kwargs: Any) -> dict[str, Any]:
-        run_id = f"scheduled__{uuid.uuid4().hex[:8]}"
         operator = FtpFileExtractOperator(
             task_id="land_sales_files",
             ftp_conn_id=conn_id,
@@ -76,19 +74,12 @@ def extract(drop, source_name, bucket):
             bucket=bucket,
             **kwargs,
         )
-        ti = TaskInstanceStub("ftp_ingest", operator.task_id, run_id)
-        context = {
-            "data_interval_start": INTERVAL_END - timedelta(minutes=30),
-            "data_interval_end": INTERVAL_END,
-            "run_id": run_id,
-            "ti": ti,
-        }
-        take_outcome(ti)
+        run_id = f"scheduled__{uuid.uuid4().hex[:8]}"
+        task = TaskTry(operator, "ftp_ingest", run_id, (INTERVAL_END - timedelta(minutes=30), INTERVAL_END))
         try:
-            summary = operator.execute(context)
+            return task.execute()
         finally:
-            run.outcome = take_outcome(ti)
-        return summary
+            run.outcome = task.outcome
 
     return run
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.ftp import FtpExtractError, FtpFileExtractOperator
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
+from tests.conftest import TaskTry, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -130,16 +129,11 @@ def _extract(drop: Path, source: str, bucket: str) -> dict:
         settle_seconds=0,
         timeout=10,
     )
-    run_id = f"scheduled__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub("ftps_ingest", operator.task_id, run_id)
-    take_outcome(ti)
-    context = {
-        "data_interval_start": dt.datetime(2024, 11, 15, 9, 30, tzinfo=dt.UTC),
-        "data_interval_end": dt.datetime(2024, 11, 15, 10, 0, tzinfo=dt.UTC),
-        "run_id": run_id,
-        "ti": ti,
-    }
-    return operator.execute(context)
+    interval = (
+        dt.datetime(2024, 11, 15, 9, 30, tzinfo=dt.UTC),
+        dt.datetime(2024, 11, 15, 10, 0, tzinfo=dt.UTC),
+    )
+    return TaskTry(operator, "ftps_ingest", f"scheduled__{uuid.uuid4().hex[:8]}", interval).execute()
 
 
 def test_an_ftps_drop_lands_each_file_once_over_tls(drop, source_name, bucket, local_services, control_plane):

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.http import (
     HttpApiError,
@@ -30,7 +29,7 @@ from include.etlkit.extract.http import (
 )
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
+from tests.conftest import TaskTry, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -111,11 +110,7 @@ def extract(api, monkeypatch, local_services, bucket, source_name):
             timeout=5,
             max_retries=0,
         )
-        run_id = f"manual__{uuid.uuid4().hex[:8]}"
-        ti = TaskInstanceStub("hostile_api", operator.task_id, run_id)
-        return operator.execute(
-            {"data_interval_start": START, "data_interval_end": END, "run_id": run_id, "ti": ti}
-        )
+        return TaskTry(operator, "hostile_api", f"manual__{uuid.uuid4().hex[:8]}", (START, END)).execute()
 
     return run
 
@@ -143,16 +138,14 @@ def test_nan_and_1e999_land_as_text_and_are_quarantined_with_their_reason(
 ):
     landed = extract("/moved")  # a redirect on the same host is followed
     assert landed["rows"] == 3
-    run_id = f"manual__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub("hostile_api", "validate", run_id)
-    take_outcome(ti)
-    summary = ValidateLandedFilesOperator(
+    validate = ValidateLandedFilesOperator(
         task_id="validate",
         source=source_name,
         datasets={"rates": RATES},
         ingestion_bucket=bucket,
         processed_bucket=bucket,
-    ).execute({"run_id": run_id, "ti": ti})
+    )
+    summary = TaskTry(validate, "hostile_api", f"manual__{uuid.uuid4().hex[:8]}").execute()
     assert summary["partially_quarantined"] == [landed["key"]]
     (status,) = control_plane.query(
         "SELECT rows_read, rows_loaded, rows_rejected, reason FROM etl.file_status WHERE source = %s",

@@ -15,13 +15,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.s3_drop import S3DropExtractOperator
 from include.etlkit.files.operators import ValidateLandedFilesOperator
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import TableLoad
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskTry, s3_client
 from tests.integration.airflow_server import dsn
 from tests.integration.corpus import CASES, SCHEMA, table
 
@@ -33,16 +32,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 
 def _run(operator, dag_id: str) -> dict:
-    run_id = f"scheduled__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub(dag_id, operator.task_id, run_id)
-    take_outcome(ti)
-    context = {
-        "data_interval_start": INTERVAL_END - timedelta(minutes=30),
-        "data_interval_end": INTERVAL_END,
-        "run_id": run_id,
-        "ti": ti,
-    }
-    return operator.execute(context)
+    interval = (INTERVAL_END - timedelta(minutes=30), INTERVAL_END)
+    return TaskTry(operator, dag_id, f"scheduled__{uuid.uuid4().hex[:8]}", interval).execute()
 
 
 @pytest.fixture

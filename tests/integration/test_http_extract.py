@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 import requests
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.http import (
     HttpApiError,
@@ -30,7 +29,7 @@ from include.etlkit.extract.http import (
     PaginationError,
 )
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
+from tests.conftest import TaskTry, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -114,15 +113,9 @@ def extract(local_services, bucket, source_name):
             **overrides,
         }
         operator = HttpApiExtractOperator(**kwargs)
-        run_id = f"scheduled__{START.isoformat()}"
-        context = {
-            "data_interval_start": START,
-            "data_interval_end": END,
-            "run_id": run_id,
-            "ti": TaskInstanceStub(dag_id="http_extract_test", task_id=operator.task_id, run_id=run_id),
-        }
-        result = operator.execute(context)
-        result["reported"] = take_outcome(context["ti"])
+        task = TaskTry(operator, "http_extract_test", f"scheduled__{START.isoformat()}", (START, END))
+        result = task.execute()
+        result["reported"] = task.outcome
         return result
 
     return run

@@ -23,14 +23,13 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.load.operators import LoadProcessedOperator
 from include.etlkit.load.postgres import PostgresWarehouse
 from include.etlkit.load.warehouse import TableLoad
 from include.etlkit.storage import ImmutableStore
 from infra.local import settings
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 
 pytestmark = pytest.mark.integration
 
@@ -93,11 +92,9 @@ def _load(source: str, table: str) -> tuple[dict, Any]:
         tables=[TableLoad(table, ("id",), "upsert")],
         conn_id=CONN_ID,
     )
-    run_id = f"manual__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub("isolation_load", operator.task_id, run_id)
-    take_outcome(ti)
-    result = operator.execute({"run_id": run_id, "ti": ti})
-    return result, take_outcome(ti)
+    task = TaskTry(operator, "isolation_load", f"manual__{uuid.uuid4().hex[:8]}")
+    result = task.execute()
+    return result, task.outcome
 
 
 def _rows(db: str, query: str) -> list[tuple]:

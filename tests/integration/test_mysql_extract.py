@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 from pandas.util import hash_array
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.extract.mysql import (
     MySqlTableExtractOperator,
     SourceUnavailable,
@@ -28,7 +27,7 @@ from include.etlkit.extract.mysql import (
 )
 from include.etlkit.row_identity import ROW_HASH
 from infra.local import seed_retail, settings
-from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
+from tests.conftest import TaskTry, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -182,15 +181,11 @@ def run_extract(
         bucket=bucket,
         **kwargs,
     )
-    run_id = f"scheduled__{start.isoformat()}"
-    context = {
-        "data_interval_start": start,
-        "data_interval_end": start + HALF_HOUR,
-        "run_id": run_id,
-        "ti": TaskInstanceStub(dag_id="mysql_extract_test", task_id=operator.task_id, run_id=run_id),
-    }
-    result = operator.execute(context)
-    result["reported"] = take_outcome(context["ti"])
+    task = TaskTry(
+        operator, "mysql_extract_test", f"scheduled__{start.isoformat()}", (start, start + HALF_HOUR)
+    )
+    result = task.execute()
+    result["reported"] = task.outcome
     result["operator"] = operator
     return result
 

@@ -12,11 +12,10 @@ from datetime import timedelta
 
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import DELETED_VERSION, Ledger
 from include.etlkit.extract.mysql_reconcile import MySqlReconcileOperator
 from include.etlkit.row_identity import ROW_HASH
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 from tests.integration import test_mysql_extract as mysql_extract
 from tests.integration.test_mysql_extract import (
     CONN_ID,
@@ -48,15 +47,11 @@ def reconcile(n: int, *, source_name: str, bucket: str) -> dict:
         bucket=bucket,
     )
     start = FIRST_INTERVAL + n * HALF_HOUR
-    run_id = f"scheduled__{start.isoformat()}"
-    context = {
-        "data_interval_start": start,
-        "data_interval_end": start + HALF_HOUR,
-        "run_id": run_id,
-        "ti": TaskInstanceStub(dag_id="mysql_reconcile_test", task_id=operator.task_id, run_id=run_id),
-    }
-    result = operator.execute(context)
-    result["reported"] = take_outcome(context["ti"])
+    task = TaskTry(
+        operator, "mysql_reconcile_test", f"scheduled__{start.isoformat()}", (start, start + HALF_HOUR)
+    )
+    result = task.execute()
+    result["reported"] = task.outcome
     return result
 
 
@@ -200,12 +195,8 @@ def test_keys_whose_text_arrow_writes_otherwise_keep_their_versions_per_row(
         task_id=f"reconcile_{table}", table=spec, source=source_name, conn_id=CONN_ID, bucket=bucket
     )
     start = FIRST_INTERVAL + HALF_HOUR
-    run_id = f"scheduled__{start.isoformat()}"
-    context = {
-        "data_interval_start": start,
-        "data_interval_end": start + HALF_HOUR,
-        "run_id": run_id,
-        "ti": TaskInstanceStub(dag_id="mysql_reconcile_test", task_id=operator.task_id, run_id=run_id),
-    }
-    result = operator.execute(context)
+    task = TaskTry(
+        operator, "mysql_reconcile_test", f"scheduled__{start.isoformat()}", (start, start + HALF_HOUR)
+    )
+    result = task.execute()
     assert (result["changed"], result["deleted"]) == (0, 0)

@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 from psycopg import sql
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.postgres import ROW_HASH, PostgresTableExtractOperator, TableSpec, row_identity
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, bucket_keys, s3_client
+from tests.conftest import TaskTry, bucket_keys, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -167,15 +166,11 @@ def extract(source, source_name, bucket):
             conn_id=CONN_ID,
             bucket=bucket,
         )
-        run_id = f"scheduled__{start.isoformat()}"
-        context = {
-            "data_interval_start": start,
-            "data_interval_end": start + HALF_HOUR,
-            "run_id": run_id,
-            "ti": TaskInstanceStub(dag_id="extract_test", task_id=operator.task_id, run_id=run_id),
-        }
-        result = operator.execute(context)
-        result["reported"] = take_outcome(context["ti"])
+        task = TaskTry(
+            operator, "extract_test", f"scheduled__{start.isoformat()}", (start, start + HALF_HOUR)
+        )
+        result = task.execute()
+        result["reported"] = task.outcome
         return result
 
     return run

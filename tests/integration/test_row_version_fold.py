@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import DELETED_VERSION, Ledger, VersionColumns, landed_versions
 from include.etlkit.extract import landing as landing_module
 from include.etlkit.extract.landing import land_deletions
@@ -30,7 +29,7 @@ from include.etlkit.extract.reconcile import PostgresReconcileOperator
 from include.etlkit.row_identity import ROW_HASH
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 from tests.integration import test_postgres_extract as pg
 from tests.integration.test_postgres_extract import CONN_ID, FIRST_INTERVAL, HALF_HOUR, TABLE, source_hashes
 
@@ -77,15 +76,9 @@ def reconcile(n: int, *, source_name: str, bucket: str) -> dict[str, Any]:
         bucket=bucket,
     )
     start = FIRST_INTERVAL + n * HALF_HOUR
-    run_id = f"reconcile__{start.isoformat()}"
-    context = {
-        "data_interval_start": start,
-        "data_interval_end": start + HALF_HOUR,
-        "run_id": run_id,
-        "ti": TaskInstanceStub(dag_id="fold_test", task_id=operator.task_id, run_id=run_id),
-    }
-    result = operator.execute(context)
-    result["reported"] = take_outcome(context["ti"])
+    task = TaskTry(operator, "fold_test", f"reconcile__{start.isoformat()}", (start, start + HALF_HOUR))
+    result = task.execute()
+    result["reported"] = task.outcome
     return result
 
 

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.s3_drop import (
     ListingBound,
@@ -34,7 +33,7 @@ from include.etlkit.extract.s3_drop import (
 )
 from include.etlkit.sensors.s3_drop import S3DropSensor, S3DropTrigger
 from infra.local import settings
-from tests.conftest import FIXTURE_DAGS, TaskInstanceStub, bucket_keys, load_dag, s3_client
+from tests.conftest import FIXTURE_DAGS, TaskTry, bucket_keys, load_dag, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -110,18 +109,13 @@ def extract(drop, source_name, bucket):
         operator = operator_class(
             task_id="land_partner_files", source=source_name, name=FEED, bucket=bucket, **kwargs
         )
-        ti = TaskInstanceStub("partner_ingest", operator.task_id, run_id)
-        context = {
-            "data_interval_start": INTERVAL_END - timedelta(minutes=30),
-            "data_interval_end": INTERVAL_END,
-            "run_id": run_id,
-            "ti": ti,
-        }
-        take_outcome(ti)
+        task = TaskTry(
+            operator, "partner_ingest", run_id, (INTERVAL_END - timedelta(minutes=30), INTERVAL_END)
+        )
         try:
-            return operator.execute(context)
+            return task.execute()
         finally:
-            run.outcome = take_outcome(ti)
+            run.outcome = task.outcome
 
     return run
 

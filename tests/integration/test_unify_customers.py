@@ -9,11 +9,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.paths import sql_file
 from include.etlkit.retail.customers import UnifyCustomersOperator, split_full_name
 from infra.local import settings
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +66,9 @@ def partner(conn, *records: tuple) -> None:
 
 def run() -> tuple[dict, object]:
     operator = UnifyCustomersOperator(task_id="unify_customers", conn_id=CONN_ID)
-    ti = TaskInstanceStub("retail_load", operator.task_id, f"manual__{datetime.now().isoformat()}")
-    take_outcome(ti)
-    counts = operator.execute({"ti": ti, "run_id": ti.run_id})
-    return counts, take_outcome(ti)
+    task = TaskTry(operator, "retail_load", f"manual__{datetime.now().isoformat()}")
+    counts = task.execute()
+    return counts, task.outcome
 
 
 def xref(conn) -> dict[tuple[str, str], tuple[int, str]]:

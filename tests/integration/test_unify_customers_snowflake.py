@@ -14,11 +14,10 @@ from decimal import Decimal
 import fakesnow
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.load.snowflake import SnowflakeWarehouse
 from include.etlkit.paths import sql_file
 from include.etlkit.retail.customers import UnifyCustomersOperator
-from tests.conftest import TaskInstanceStub
+from tests.conftest import TaskTry
 from tests.integration.fakesnow_support import fix_merge_counts, snowflake_connection
 from tests.integration.test_unify_customers import KNOWN
 
@@ -57,9 +56,7 @@ def query(warehouse: SnowflakeWarehouse, statement: str) -> list[tuple]:
 
 def run() -> dict:
     operator = UnifyCustomersOperator(task_id="unify_customers", conn_id=CONN_ID)
-    ti = TaskInstanceStub("retail_load", operator.task_id, f"manual__{datetime.now().isoformat()}")
-    take_outcome(ti)
-    return operator.execute({"ti": ti, "run_id": ti.run_id})
+    return TaskTry(operator, "retail_load", f"manual__{datetime.now().isoformat()}").execute()
 
 
 def xref(warehouse) -> dict[tuple[str, str], tuple[int, str]]:

@@ -19,7 +19,6 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from include.etlkit.control.accounting import take_outcome
 from include.etlkit.control.ledger import Ledger
 from include.etlkit.extract.files import DigestingWriter, FileDropRun, RemoteFile, SourceFileLedger
 from include.etlkit.files.operators import FileValidationError, ValidateLandedFilesOperator
@@ -28,7 +27,7 @@ from include.etlkit.files.status import FileStatusStore
 from include.etlkit.storage import ImmutableStore
 from include.etlkit.windows import ExtractWindow
 from infra.local import settings
-from tests.conftest import TaskInstanceStub, s3_client
+from tests.conftest import TaskTry, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -106,15 +105,13 @@ def run(
         ingestion_bucket=bucket,
         processed_bucket=processed_bucket,
     )
-    run_id = f"manual__{uuid.uuid4().hex[:8]}"
-    ti = TaskInstanceStub("files_transform", operator.task_id, run_id)
-    take_outcome(ti)
+    task = TaskTry(operator, "files_transform", f"manual__{uuid.uuid4().hex[:8]}")
     try:
-        return operator.execute({"run_id": run_id, "ti": ti}), None
+        return task.execute(), None
     except FileValidationError as exc:
         return {"error": str(exc)}, exc
     finally:
-        run.outcome = take_outcome(ti)
+        run.outcome = task.outcome
 
 
 def listing(s3, bucket: str, prefix: str) -> dict[str, str]:

@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from include.etlkit.control.store import ControlStore
-from include.etlkit.storage import StoredObject
+
+if TYPE_CHECKING:  # the drop operators import this module; a DAG file's parse needs no object store
+    from include.etlkit.storage import StoredObject
 
 LANDED = "landed"
 SKIPPED_IN_PROGRESS = "skipped_in_progress"

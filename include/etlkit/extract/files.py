@@ -32,7 +32,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from include.etlkit.control.ledger import Ledger
 from include.etlkit.control.source_files import (
     FAILED,
     LANDED,
@@ -40,7 +39,6 @@ from include.etlkit.control.source_files import (
     SourceFileLedger,
     Version,
 )
-from include.etlkit.extract.landing import Landing
 from include.etlkit.lineage import DatasetRef, RunLineage
 from include.etlkit.windows import ExtractWindow
 
@@ -173,6 +171,10 @@ class FileDropRun:
         lineage: RunLineage | None = None,
         origin: DatasetRef | None = None,
     ) -> None:
+        # The ledger and the landing path: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.extract.landing import Landing
+
         self.source = source
         self.name = name
         self.bucket = bucket

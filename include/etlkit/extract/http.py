@@ -35,7 +35,6 @@ import tenacity
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from include.etlkit.extract.landing import Landing
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import DatasetRef, ReportsLineage, http_scheme, remote_dataset
 from include.etlkit.redaction import mask_sensitive_parameters
@@ -366,6 +365,9 @@ class HttpApiExtractOperator(ReportsLineage, BaseOperator):
     # -- execute ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The landing path (ledger, object store): imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.extract.landing import Landing
+
         start, end = run_interval(context)
         window = ExtractWindow(lower=source_clock(start), upper=source_clock(end))
         self.log.info(

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from include.etlkit.control.ledger import VersionColumns
 from include.etlkit.control.schema_changes import SchemaChange, SchemaRegistry, diff_columns
 from include.etlkit.extract.base import TableExtractOperator, TableSpec
 from include.etlkit.lazy import lazy_module
@@ -179,6 +178,9 @@ class MySqlTableExtractOperator(TableExtractOperator):
         Only a key whose text Arrow would not write as the reconciliation does (a timestamp, a
         float...) has its versions' keys taken while streaming (:func:`_key_text`), in a side file.
         """
+        # The ledger's names: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import VersionColumns
+
         spec = self.spec
         registry = SchemaRegistry()
         where, params = condition or self.window_condition(spec, window)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.extract.landing import Landing, land_deletions
 from include.etlkit.extract.mysql import MySqlTableExtractOperator, _text_chunks, key_text, quote_identifier
 from include.etlkit.row_identity import row_identity
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
@@ -35,6 +33,10 @@ class MySqlReconcileOperator(MySqlTableExtractOperator):
     ui_color = "#f6e0e0"
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The ledger and the landing path: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.extract.landing import Landing, land_deletions
+
         spec = self.spec
         ledger = Ledger()
         window = ExtractWindow(None, source_clock(run_interval(context)[1]))

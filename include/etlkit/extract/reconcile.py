@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from include.etlkit.control.ledger import Ledger
-from include.etlkit.extract.landing import Landing, land_deletions
 from include.etlkit.extract.postgres import PostgresTableExtractOperator, read_arrow, row_identity
 from include.etlkit.lazy import lazy_module
 from include.etlkit.windows import ExtractWindow, run_interval, source_clock
@@ -42,6 +40,10 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        # The ledger and the landing path: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.extract.landing import Landing
 
         spec = self.spec
         ledger = Ledger()
@@ -90,6 +92,8 @@ class PostgresReconcileOperator(PostgresTableExtractOperator):
 
     def land_deletions(self, context: Any, keys: list[str], window: ExtractWindow) -> None:
         """Land the tombstones of rows deleted in the source (their keys, when it was seen)."""
+        from include.etlkit.extract.landing import land_deletions
+
         land_deletions(
             source=self.source,
             table=self.spec.name,

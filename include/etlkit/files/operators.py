@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.extract.files import SourceFileLedger
 from include.etlkit.files.readers import FileReadError, read_file
 from include.etlkit.files.schema import FileSchema
@@ -53,11 +52,13 @@ from include.etlkit.files.validate import REJECTED, ValidationResult, validate
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage, s3_dataset
 from include.etlkit.row_identity import ROW_HASH
-from include.etlkit.storage import ImmutableObjectConflict, ImmutableStore, StoredObject
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from include.etlkit.control.ledger import Ledger, LedgerObject
+    from include.etlkit.storage import ImmutableStore, StoredObject
 else:  # imported on first use, not while a DAG file is parsed
     pa = lazy_module("pyarrow")
     pq = lazy_module("pyarrow.parquet")
@@ -177,6 +178,10 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         return {name: _schema(schema, name) for name, schema in self.declared.items()}
 
     def execute(self, context: Any) -> dict[str, Any]:
+        # The control plane and the object store: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.storage import ImmutableStore
+
         run_id = context["run_id"]
         ledger = Ledger()
         statuses = FileStatusStore(ledger.store)
@@ -234,6 +239,8 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         The tombstones are the reconciliation's own Parquet (key as text, ``_deleted_at``): nothing
         in them is a partner's value to validate. Same bytes, same processed key on a rerun.
         """
+        from include.etlkit.control.ledger import DELETIONS, deletions_of
+
         tombstones = [
             o
             for o in ledger.pending_landed(self.source)
@@ -345,6 +352,8 @@ class ValidateLandedFilesOperator(ReportsLineage, BaseOperator):
         run_id: str,
         remote_paths: list[str],
     ) -> None:
+        from include.etlkit.storage import ImmutableObjectConflict
+
         document = {
             "reason": reason,
             "source": self.source,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import Ledger, deletions_of
 from include.etlkit.control.store import ControlStore
 from include.etlkit.files.status import FileStatusStore
 from include.etlkit.lazy import lazy_module
@@ -23,7 +22,6 @@ from include.etlkit.lineage import ReportsLineage, sql_tables
 from include.etlkit.load.warehouse import TableLoad, Warehouse, warehouse_for
 from include.etlkit.paths import SQL_DIR
 from include.etlkit.redaction import redact
-from include.etlkit.storage import ImmutableStore
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -68,6 +66,10 @@ class LoadProcessedOperator(ReportsLineage, BaseOperator):
             return self._load(context)
 
     def _load(self, context: Any) -> dict[str, int]:
+        # The ledger and the object store: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger, deletions_of
+        from include.etlkit.storage import ImmutableStore
+
         ledger = Ledger()
         files = FileStatusStore()
         pending = ledger.pending_processed(self.source)

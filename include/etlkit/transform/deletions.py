@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from include.etlkit.control.ledger import DELETED_AT
 from include.etlkit.lazy import lazy_module
 from include.etlkit.pipelines.models import Model
 
@@ -44,6 +43,8 @@ def deletions(
 
     ``source_key`` is the table's key column in the tombstones (text, as the reconciliation saw it).
     """
+    from include.etlkit.control.ledger import DELETED_AT  # the ledger: imported when a task runs
+
     table = pa.concat_tables([pq.read_table(path) for path in tombstones])
     key = model.key[0]
     target = schemas[model.name].field(key).type

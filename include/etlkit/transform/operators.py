@@ -36,12 +36,10 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
 from include.etlkit.control.accounting import report_rows
-from include.etlkit.control.ledger import DELETIONS, Ledger, LedgerObject, deletions_of
 from include.etlkit.control.schema_changes import SchemaRegistry
 from include.etlkit.lazy import lazy_module
 from include.etlkit.lineage import ReportsLineage
 from include.etlkit.pipelines.models import Model, ModelInput
-from include.etlkit.storage import ImmutableStore, StoredObject
 from include.etlkit.transform.batch import affected
 from include.etlkit.transform.deletions import deleting_models, deletions
 from include.etlkit.transform.drift import describe_drift
@@ -63,6 +61,9 @@ from include.etlkit.transform.engine import (
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
+
+    from include.etlkit.control.ledger import Ledger, LedgerObject
+    from include.etlkit.storage import ImmutableStore, StoredObject
 else:  # imported on first use, not while a DAG file is parsed
     pq = lazy_module("pyarrow.parquet")
 
@@ -123,6 +124,10 @@ class TransformLandedOperator(ReportsLineage, BaseOperator):
         return targets
 
     def execute(self, context: Any) -> dict[str, int]:
+        # The control plane and the object store: imported when a task runs, not when a DAG file is parsed.
+        from include.etlkit.control.ledger import Ledger
+        from include.etlkit.storage import ImmutableStore
+
         self.targets  # noqa: B018  (a model without a target schema fails before anything is read)
         ledger = Ledger()
         pending = ledger.pending_landed(self.source)
@@ -165,6 +170,8 @@ class _TransformRun:
         run_id: str,
         work: Path,
     ) -> None:
+        from include.etlkit.control.ledger import DELETIONS
+
         self.operator = operator
         self.source = operator.source
         self.targets = operator.targets
@@ -193,6 +200,8 @@ class _TransformRun:
 
     def build_all(self) -> None:
         """Download what the plan reads, update the current states, then build each model in order."""
+        from include.etlkit.control.ledger import deletions_of
+
         for table, objects in self.by_table.items():
             if any(table in model.source_tables for model in self.plan):
                 self.landed[table] = [
@@ -281,6 +290,8 @@ class _TransformRun:
 
     def _delete(self, table: str, objects: list[LedgerObject]) -> None:
         """Rows deleted from ``table`` in the source, as deletions of the models built from it."""
+        from include.etlkit.control.ledger import deletions_of
+
         models = deleting_models(self.operator.models, table)
         if not models:
             deleted = sum(o.rows for o in objects)
